@@ -1,0 +1,14 @@
+"""The one exception gradfit raises for bad input, and the message helpers it uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class GradfitError(ValueError):
+    """A problem with the user's input; the message names the problem and the fix."""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> GradfitError:
+    """The error for a name that is not in a registry, listing the names that are."""
+    return GradfitError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")

@@ -1,0 +1,448 @@
+"""The fit loop: compiled steps and epochs, history, stopping, many starts at once.
+
+The loop runs in chunks of a fixed number of steps. Each chunk is one compiled call:
+a ``lax.scan`` over groups of ``history_every`` steps, each group a ``lax.scan`` over
+its steps, so the history keeps one entry a group without storing every step. All
+chunks have one shape (a short last chunk is padded with inactive steps, a short
+last mini-batch with masked rows), so a fit compiles once. Between chunks the host
+draws the next epochs' permutations, reports progress, and stops early once every
+start has converged or diverged.
+
+Per step, for each start (vmapped over starts):
+1. evaluate L and g at φ (or at the optimiser's look-ahead point, or on the batch);
+2. stop if anything is not finite (diverged: keep the last finite φ) or if the
+   full-data gradient norm is at most ``tol`` (converged);
+3. otherwise apply the optimiser's update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .data import Dataset, epoch_batches
+from .errors import GradfitError
+from .losses import Loss, make_loss
+from .models import Model, linear, make_model
+from .objective import Objective
+from .optimizers import Optimizer, make_optimizer
+from .result import FitResult, History, MultiFit
+
+RUNNING, CONVERGED, DIV_LOSS, DIV_GRAD, DIV_PARAMS = 0, 1, 2, 3, 4
+_DIVERGED_WHAT = {DIV_LOSS: "the loss", DIV_GRAD: "the gradient", DIV_PARAMS: "a parameter"}
+
+#: Progress callback: (steps run so far, step cap, lowest current loss or NaN).
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The static shape of a compiled chunk: what the trace depends on."""
+
+    objective: Objective
+    optimizer: Optimizer
+    minibatch: bool
+    batched: bool
+    groups: int
+    every: int
+
+
+def default_dtype() -> str:
+    """float64 on the CPU (as scipy and lmfit), float32 on accelerators."""
+    return "float64" if jax.default_backend() == "cpu" else "float32"
+
+
+def fit(
+    model: Model | str,
+    loss: Loss | str,
+    data: Dataset | tuple[Any, Any],
+    optimizer: Optimizer | str = "adam",
+    *,
+    init: Mapping[str, Any] | Sequence[Any] | np.ndarray | None = None,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    tol: float = 1e-6,
+    seed: int = 0,
+    reduction: str = "sum",
+    dtype: str | None = None,
+    history_every: int | None = None,
+    progress: Progress | None = None,
+) -> FitResult | MultiFit:
+    """Minimise L[φ] = Σ_i ℓ(f[x_i, φ], y_i) by the optimiser's rule.
+
+    Parameters
+    ----------
+    model, loss, optimizer
+        Objects, or names (``"gabor"``, ``"normal"``, ``"adam"``) with default settings.
+    data
+        A `Dataset` or an ``(x, y)`` pair.
+    init
+        A dict name -> value, a flat vector in parameter order, or many of either
+        (a list of dicts, or an array of shape (S, P)) to fit S starts at once.
+        Default: the model's own start.
+    steps, epochs
+        The cap: updates, or passes over the data (give one). Default 1000 steps.
+    batch_size
+        Mini-batch size; ``None`` is full batch. Batches are drawn without replacement
+        and reshuffled each epoch, reproducibly from ``seed``.
+    tol
+        Stop once the full-data gradient norm is at most tol; 0 runs every step.
+    history_every
+        Record φ, the full-data loss and gradient norm every this many steps
+        (default 1 for full batch, once per epoch for mini-batches).
+    dtype
+        ``"float64"`` (default on CPU) or ``"float32"``. The fit runs under JAX's x64
+        setting for its own duration only; the caller's setting is left as it was.
+    """
+    objective, optimizer, data = _resolve(model, loss, data, optimizer, reduction)
+    model = objective.model
+    dtype = dtype or default_dtype()
+    if dtype not in ("float64", "float32"):
+        raise GradfitError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+    n = len(data)
+    minibatch = batch_size is not None
+    if minibatch:
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise GradfitError(f"the batch size must be a positive whole number, not {batch_size}")
+        if batch_size > n:
+            raise GradfitError(
+                f"the batch size {batch_size} is larger than the data ({n} examples); "
+                f"use at most {n}, or leave it out for full-batch descent"
+            )
+        batch_size = int(batch_size)
+    if optimizer.line_search and minibatch:
+        raise GradfitError("the line search is for full-batch gradient descent; leave out the batch size")
+    per_epoch = -(-n // batch_size) if minibatch else 1
+    total = _step_cap(steps, epochs, per_epoch)
+    if not tol >= 0:
+        raise GradfitError(f"tol must be >= 0, not {tol}")
+    every = history_every or (per_epoch if minibatch and n > 10_000 else 1)
+    if int(every) != every or every < 1:
+        raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
+    every = int(every)
+    starts, batched = _starts(model, init, seed)
+
+    with jax.enable_x64(dtype == "float64"):
+        return _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size,
+                    every, tol, seed, dtype, epochs, progress)
+
+
+def _resolve(model, loss, data, optimizer, reduction):
+    if not isinstance(data, Dataset):
+        try:
+            x, y = data
+        except (TypeError, ValueError):
+            raise GradfitError("data must be a Dataset or an (x, y) pair") from None
+        data = Dataset(x, y)
+    if isinstance(model, str):
+        model = linear(data.n_inputs) if model == "linear" else make_model(model)
+    if isinstance(loss, str):
+        loss = make_loss(loss)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer)
+    if not isinstance(model, Model):
+        raise GradfitError(f"model must be a gradfit Model or a model name, not {type(model).__name__}")
+    objective = Objective(model, loss, reduction)
+    probe = data.x[: min(len(data), 2)]
+    try:
+        out = jax.eval_shape(lambda x: model(x, model.unravel(jnp.zeros(model.size))), probe)
+    except GradfitError:
+        raise
+    except Exception as err:  # the model cannot take these inputs: say which, not JAX's trace
+        cols = data.n_inputs
+        raise GradfitError(
+            f"model {model.describe()} cannot take inputs with {cols} column(s) "
+            f"(x of shape {data.x.shape}): {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from None
+    if out.shape[0] != probe.shape[0]:
+        raise GradfitError(f"model {model.name!r} gives {out.shape[0]} outputs for {probe.shape[0]} examples")
+    loss.check_outputs(out.shape, model.name)
+    loss.check_targets(data.y, out.shape[1] if len(out.shape) == 2 else 1)
+    return objective, optimizer, data
+
+
+def _step_cap(steps, epochs, per_epoch) -> int:
+    if steps is not None and epochs is not None:
+        raise GradfitError("give either steps or epochs as the cap, not both")
+    if epochs is not None:
+        if int(epochs) != epochs or epochs < 1:
+            raise GradfitError(f"epochs must be a positive whole number, not {epochs}")
+        return int(epochs) * per_epoch
+    steps = 1000 if steps is None else steps
+    if int(steps) != steps or steps < 0:
+        raise GradfitError(f"steps must be a whole number >= 0, not {steps}")
+    return int(steps)
+
+
+def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
+    """Starting points as an (S, P) array, and whether several were asked for."""
+    if init is None:
+        return model.default_init(seed)[None, :], False
+    if isinstance(init, Mapping):
+        return np.asarray(model.ravel(init), float)[None, :], False
+    if isinstance(init, Sequence) and init and isinstance(init[0], Mapping):
+        return np.stack([np.asarray(model.ravel(p), float) for p in init]), True
+    arr = np.asarray(init, dtype=float)
+    if arr.ndim == 1 and arr.shape[0] == model.size:
+        return arr[None, :], False
+    if arr.ndim == 2 and arr.shape[1] == model.size and arr.shape[0] >= 1:
+        return arr, True
+    raise GradfitError(
+        f"init has shape {arr.shape}; model {model.name!r} has {model.size} parameter value(s) "
+        f"({', '.join(model.flat_names[:8])}{' ...' if model.size > 8 else ''}): give {model.size} "
+        "values in that order, or an array of shape (starts, "
+        f"{model.size})"
+    )
+
+
+# -- the compiled chunk ----------------------------------------------------------------
+
+
+def _step_fn(plan: _Plan):
+    objective, optimizer = plan.objective, plan.optimizer
+    full_vg = jax.value_and_grad(objective.value)
+    batch_vg = jax.value_and_grad(objective.batch_value)
+    free_metrics = not plan.minibatch and not optimizer.looks_ahead
+
+    def step(carry, inp, x, y, tol):
+        theta, prev, state, done, code, n, rec = carry
+        active, record = inp["active"], inp["record"]
+        nan = jnp.full((), jnp.nan, theta.dtype)
+        if free_metrics:
+            loss, grad = full_vg(theta, x, y)
+            gnorm = jnp.linalg.norm(grad)
+            point_loss, checked = loss, jnp.asarray(True)
+
+            def value_fn(p):
+                return objective.value(p, x, y)
+        else:
+            point = optimizer.gradient_point(theta, state)
+            if plan.minibatch:
+                idx, mask = inp["idx"], inp["mask"]
+                point_loss, grad = batch_vg(point, x, y, idx, mask)
+
+                def value_fn(p):
+                    return objective.batch_value(p, x, y, idx, mask)
+            else:
+                point_loss, grad = full_vg(point, x, y)
+
+                def value_fn(p):
+                    return objective.value(p, x, y)
+
+            def metrics(t):
+                value, g = full_vg(t, x, y)
+                return value, jnp.linalg.norm(g)
+
+            loss, gnorm = lax.cond(record, metrics, lambda t: (nan, nan), theta)
+            checked = record
+
+        theta_ok = jnp.all(jnp.isfinite(theta))
+        grad_ok = jnp.all(jnp.isfinite(grad))
+        loss_ok = jnp.isfinite(point_loss) & (jnp.isfinite(loss) | ~checked)
+        live = active & ~done
+        bad = live & ~(theta_ok & grad_ok & loss_ok)
+        why = jnp.where(~theta_ok, DIV_PARAMS, jnp.where(~loss_ok, DIV_LOSS, DIV_GRAD))
+        conv = live & ~bad & checked & (gnorm <= tol)
+        move = live & ~bad & ~conv
+
+        updates, new_state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
+        lr = jnp.where(move, optimizer.last_lr(new_state), nan)
+
+        write = record & live & ~bad
+        rec = jax.tree.map(
+            lambda new, old: jnp.where(write, new, old),
+            (n, theta, loss, gnorm, lr, jnp.asarray(True)),
+            rec,
+        )
+        back = bad & (n > 0)  # a non-finite point: return to the last finite one
+        new_theta = jnp.where(move, theta + updates, jnp.where(back, prev, theta))
+        prev = jnp.where(move, theta, prev)
+        state = jax.tree.map(lambda a, b: jnp.where(move, a, b), new_state, state)
+        n = n + move.astype(n.dtype) - back.astype(n.dtype)
+        code = jnp.where(bad, why, jnp.where(conv, CONVERGED, code))
+        return (new_theta, prev, state, done | bad | conv, code, n, rec), None
+
+    return step
+
+
+@lru_cache(maxsize=64)
+def _runner(plan: _Plan):
+    step = _step_fn(plan)
+    if plan.batched:
+        step = jax.vmap(step, in_axes=(0, None, None, None, None))
+
+    def group(carry, inputs, x, y, tol):
+        rec0 = jax.tree.map(lambda a: jnp.zeros_like(a), carry[-1])
+        (theta, prev, state, done, code, n, rec), _ = lax.scan(
+            lambda c, inp: step(c, inp, x, y, tol), (*carry[:-1], rec0), inputs
+        )
+        return (theta, prev, state, done, code, n, rec), rec
+
+    def chunk(carry, inputs, x, y, tol):
+        return lax.scan(lambda c, inp: group(c, inp, x, y, tol), carry, inputs)
+
+    def final_metrics(theta, x, y):
+        value, grad = jax.value_and_grad(plan.objective.value)(theta, x, y)
+        return value, jnp.linalg.norm(grad)
+
+    if plan.batched:
+        final_metrics = jax.vmap(final_metrics, in_axes=(0, None, None))
+    return jax.jit(chunk), jax.jit(final_metrics)
+
+
+def _chunk_steps(total: int, every: int, minibatch: bool, per_epoch: int) -> int:
+    """How many steps one compiled call runs: all of them, up to a size that keeps
+    progress reports and early stops timely."""
+    cap = max(per_epoch, 2048) if minibatch else 2048
+    want = min(max(total, 1), cap)
+    return -(-want // every) * every
+
+
+def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size, every, tol,
+         seed, dtype, epochs, progress):
+    t0 = time.perf_counter()
+    float_t = jnp.float64 if dtype == "float64" else jnp.float32
+    model = objective.model
+    x = jnp.asarray(data.x, float_t)
+    y = jnp.asarray(data.y, float_t)
+    theta0 = jnp.asarray(starts, float_t)
+    if not batched:
+        theta0 = theta0[0]
+    minibatch = batch_size is not None
+    length = _chunk_steps(total, every, minibatch, per_epoch)
+    plan = _Plan(objective, optimizer, minibatch, batched, length // every, every)
+    run_chunk, final_metrics = _runner(plan)
+
+    def init_carry(theta):
+        state = optimizer.init(theta)
+        zero_rec = (jnp.zeros((), jnp.int32), theta, theta[0], theta[0], theta[0], jnp.asarray(False))
+        return (theta, theta, state, jnp.asarray(False), jnp.asarray(RUNNING, jnp.int32), jnp.zeros((), jnp.int32), zero_rec)
+
+    carry = jax.vmap(init_carry)(theta0) if batched else init_carry(theta0)
+    tol_arr = jnp.asarray(tol, float_t)
+    batches = _BatchSource(len(data), batch_size, seed) if minibatch else None
+
+    records = []
+    done_steps = 0
+    while done_steps < total or done_steps == 0:
+        idx = np.arange(done_steps, done_steps + length)
+        inputs = {
+            "active": (idx < total).reshape(plan.groups, every),
+            "record": (idx % every == 0).reshape(plan.groups, every),
+        }
+        if minibatch:
+            bidx, bmask = batches.steps(done_steps, length)
+            inputs["idx"] = bidx.reshape(plan.groups, every, batch_size)
+            inputs["mask"] = bmask.reshape(plan.groups, every, batch_size)
+        carry, rec = run_chunk(carry, inputs, x, y, tol_arr)
+        records.append(jax.device_get(rec))
+        done_steps += length
+        all_done = bool(np.all(np.asarray(carry[3])))
+        if progress is not None:
+            losses = np.asarray(rec[2])[-1]
+            best = float(np.nanmin(losses)) if np.isfinite(losses).any() else float("nan")
+            progress(min(done_steps, total), total, best)
+        if all_done or total == 0:
+            break
+
+    theta, _, _, _, code, n, _ = jax.device_get(carry)
+    final_loss, final_gnorm = jax.device_get(final_metrics(carry[0], x, y))
+    elapsed = time.perf_counter() - t0
+
+    rec = tuple(np.concatenate([r[i] for r in records], axis=0) for i in range(6))
+    if batched:
+        fits = tuple(
+            _result(objective, optimizer, data, [r[:, s] for r in rec], theta[s], int(code[s]), int(n[s]),
+                    float(final_loss[s]), float(final_gnorm[s]), total, every, tol, seed, batch_size,
+                    epochs, dtype, elapsed)
+            for s in range(theta.shape[0])
+        )
+        return MultiFit(fits)
+    return _result(objective, optimizer, data, list(rec), theta, int(code), int(n), float(final_loss),
+                   float(final_gnorm), total, every, tol, seed, batch_size, epochs, dtype, elapsed)
+
+
+class _BatchSource:
+    """Mini-batch indices for any run of global steps, epoch by epoch from the seed."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = -(-n // batch_size)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _epoch(self, e: int):
+        if e not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k >= e - 1}
+            self._cache[e] = epoch_batches(self.n, self.batch_size, self.seed, e)
+        return self._cache[e]
+
+    def steps(self, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.zeros((length, self.batch_size), np.int32)
+        mask = np.zeros((length, self.batch_size), bool)
+        s = start
+        while s < start + length:
+            e, j = divmod(s, self.per_epoch)
+            take = min(self.per_epoch - j, start + length - s)
+            bi, bm = self._epoch(e)
+            idx[s - start: s - start + take] = bi[j: j + take]
+            mask[s - start: s - start + take] = bm[j: j + take]
+            s += take
+        return idx, mask
+
+
+def _result(objective, optimizer, data, rec, theta, code, n, final_loss, final_gnorm, total, every,
+            tol, seed, batch_size, epochs, dtype, elapsed) -> FitResult:
+    model = objective.model
+    step, params, loss, gnorm, lr, valid = rec
+    keep = valid.astype(bool)
+    step, params, loss, gnorm, lr = step[keep], params[keep], loss[keep], gnorm[keep], lr[keep]
+    if len(step) == 0 or step[-1] != n:
+        if np.isfinite(final_loss):
+            step = np.append(step, n)
+            params = np.vstack([params, theta[None, :]]) if len(params) else theta[None, :]
+            loss, gnorm, lr = np.append(loss, final_loss), np.append(gnorm, final_gnorm), np.append(lr, np.nan)
+    else:
+        lr = lr.copy()
+        lr[-1] = np.nan
+    if code == CONVERGED:
+        status, why = "converged", f"converged: gradient norm {final_gnorm:.3g} <= tol {tol:g} after {n} steps"
+    elif code == RUNNING:
+        status = "max_steps"
+        why = (f"reached the epoch cap ({epochs} epochs, {total} steps)" if epochs is not None
+               else f"reached the step cap ({total} steps)")
+    else:
+        status = "diverged"
+        why = (f"diverged at step {n + 1}: {_DIVERGED_WHAT[code]} became non-finite; "
+               f"kept the last finite parameters, after {n} steps")
+        if n == 0 and not np.isfinite(final_loss):
+            why = f"diverged: {_DIVERGED_WHAT[code]} is not finite at the start; choose another start"
+    flat = model.unravel(jnp.asarray(theta))
+    history = History(step=step, params=params, loss=loss, grad_norm=gnorm, lr=lr)
+    return FitResult(
+        params={k: np.asarray(v) for k, v in flat.items()},
+        loss=final_loss,
+        grad_norm=final_gnorm,
+        steps=n,
+        status=status,
+        stopped=why,
+        history=history,
+        shapes=model.shapes,
+        model=model.describe(),
+        objective=f"{objective.loss.describe()}, {objective.reduction}",
+        optimizer=optimizer.to_dict(),
+        settings={
+            "seed": seed, "batch_size": batch_size, "epochs": epochs, "steps": total, "tol": tol,
+            "dtype": dtype, "reduction": objective.reduction, "history_every": every,
+            "n_examples": len(data), "data": data.name,
+        },
+        elapsed=elapsed,
+    )

@@ -1,0 +1,246 @@
+"""Models with named parameters: f[x, φ] as a pure function of the inputs and a dict.
+
+A `Model` pairs a function ``f(x, params, **settings)`` with the names and shapes of
+its parameters, in a fixed order. That order is the parameter order everywhere in
+gradfit: in ``--init``, in the JSON, in the history, and in the flat vector the fit
+loop updates (JAX sorts dict keys when it flattens a pytree, so the order lives here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import GradfitError, unknown_name
+
+Params = dict[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model f[x, φ] with named parameters of fixed shapes.
+
+    ``fn(x, params, **settings)`` returns one output per example, shape (N,), or
+    ``n_outputs`` per example, shape (N, n_outputs). Two models are equal when their
+    function, parameters and settings are, so compiled fits are reused across calls.
+    """
+
+    name: str
+    fn: Callable[..., jax.Array]
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]
+    settings: tuple[tuple[str, Any], ...] = ()
+    n_outputs: int = 1
+    init_fn: Callable[[int, "Model"], np.ndarray] | None = None
+
+    def __call__(self, x: jax.Array, params: Mapping[str, jax.Array]) -> jax.Array:
+        return self.fn(x, params, **dict(self.settings))
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.shapes)
+
+    @property
+    def size(self) -> int:
+        """How many scalars the parameters hold together."""
+        return sum(prod(shape) for _, shape in self.shapes)
+
+    @property
+    def flat_names(self) -> tuple[str, ...]:
+        """One name per scalar, in parameter order: ``w`` or ``w[i,j]`` for arrays."""
+        names = []
+        for name, shape in self.shapes:
+            if shape == ():
+                names.append(name)
+            else:
+                names.extend(f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape))
+        return tuple(names)
+
+    def ravel(self, params: Mapping[str, Any]) -> jax.Array:
+        """The parameters as one flat vector, in parameter order."""
+        missing = [n for n in self.param_names if n not in params]
+        extra = [n for n in params if n not in self.param_names]
+        if missing or extra:
+            raise GradfitError(
+                f"model {self.name!r} has parameters {', '.join(self.param_names)}; "
+                + (f"missing: {', '.join(missing)}" if missing else "")
+                + ("; " if missing and extra else "")
+                + (f"unknown: {', '.join(extra)}" if extra else "")
+            )
+        parts = []
+        for name, shape in self.shapes:
+            value = jnp.asarray(params[name])
+            if value.shape != shape:
+                raise GradfitError(
+                    f"parameter {name!r} of model {self.name!r} has shape {value.shape}; "
+                    f"it needs shape {shape}"
+                )
+            parts.append(jnp.reshape(value, (-1,)))
+        return jnp.concatenate(parts)
+
+    def unravel(self, flat: jax.Array) -> Params:
+        """The dict of named arrays held in a flat vector (the inverse of `ravel`)."""
+        params, start = {}, 0
+        for name, shape in self.shapes:
+            stop = start + prod(shape)
+            params[name] = jnp.reshape(flat[start:stop], shape)
+            start = stop
+        return params
+
+    def default_init(self, seed: int = 0) -> np.ndarray:
+        """A flat starting vector: the model's own choice, or zeros."""
+        if self.init_fn is not None:
+            return np.asarray(self.init_fn(seed, self), dtype=float)
+        return np.zeros(self.size)
+
+    def describe(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None)
+        return f"{self.name}({settings})" if settings else self.name
+
+
+# -- linear regression ------------------------------------------------------------
+
+
+def _linear_fn(x: jax.Array, params: Mapping[str, jax.Array], n_inputs: int) -> jax.Array:
+    x = jnp.reshape(x, (x.shape[0], n_inputs))
+    coef = jnp.stack([params[f"phi{i}"] for i in range(1, n_inputs + 1)])
+    return params["phi0"] + x @ coef
+
+
+def linear(n_inputs: int = 1) -> Model:
+    """Linear regression, f = φ0 + Σ_d φd x_d.
+
+    With one input this is the slides' line f = φ0 + φ1 x. With D inputs the intercept
+    comes first, then one coefficient per input column, in column order, named
+    ``phi0, phi1, ..., phiD``.
+    """
+    if n_inputs < 1:
+        raise GradfitError(f"a linear model needs at least one input column, not {n_inputs}")
+    shapes = tuple((f"phi{i}", ()) for i in range(n_inputs + 1))
+    return Model("linear", _linear_fn, shapes, (("n_inputs", n_inputs),))
+
+
+# -- the Gabor model ----------------------------------------------------------------
+
+
+def _gabor_fn(x: jax.Array, params: Mapping[str, jax.Array], s: float) -> jax.Array:
+    x = jnp.reshape(x, (x.shape[0],))
+    z = params["phi0"] + 0.06 * params["phi1"] * x
+    return jnp.sin(z) * jnp.exp(-(z * z) / s)
+
+
+def _gabor_init(seed: int, model: Model) -> np.ndarray:
+    # A start in the valley of the built-in data's global minimum, so the default fit
+    # shows gradient descent succeeding; other starts show the local minima.
+    return np.array([1.0, 10.0]) if seed == 0 else np.random.default_rng(seed).uniform([-10, 2.5], [10, 22.5])
+
+
+def gabor(s: float = 8.0) -> Model:
+    """The Gabor model, z = φ0 + 0.06 φ1 x, f = sin(z) · exp(-z² / s).
+
+    ``s`` sets the width of the envelope: the slides print s = 8 (the default); the
+    book, its equations file and its notebooks use s = 32. The least-squares loss of
+    this model is non-convex in (φ0, φ1).
+    """
+    if not s > 0:
+        raise GradfitError(f"the Gabor scale s must be positive, not {s}")
+    return Model("gabor", _gabor_fn, (("phi0", ()), ("phi1", ())), (("s", float(s)),), 1, _gabor_init)
+
+
+# -- a shallow ReLU network ---------------------------------------------------------
+
+
+def _shallow_fn(x: jax.Array, params: Mapping[str, jax.Array], n_inputs: int, n_outputs: int) -> jax.Array:
+    x = jnp.reshape(x, (x.shape[0], n_inputs))
+    hidden = jax.nn.relu(params["beta0"] + x @ params["omega0"].T)
+    out = params["beta1"] + hidden @ params["omega1"].T
+    return out[:, 0] if n_outputs == 1 else out
+
+
+def _shallow_init(seed: int, model: Model) -> np.ndarray:
+    # He initialisation for the ReLU layer, zero biases (book ch. 7).
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, shape in model.shapes:
+        if name.startswith("omega"):
+            fan_in = shape[1]
+            parts.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape).ravel())
+        else:
+            parts.append(np.zeros(prod(shape)))
+    return np.concatenate(parts)
+
+
+def shallow(width: int = 3, n_inputs: int = 1, n_outputs: int = 1) -> Model:
+    """A shallow network with one hidden ReLU layer, f = β1 + Ω1 · relu(β0 + Ω0 x).
+
+    Parameters (book ch. 3): ``beta0`` (width,), ``omega0`` (width, n_inputs),
+    ``beta1`` (n_outputs,), ``omega1`` (n_outputs, width). Default starts use He
+    initialisation from the seed.
+    """
+    for label, value in (("width", width), ("n_inputs", n_inputs), ("n_outputs", n_outputs)):
+        if int(value) != value or value < 1:
+            raise GradfitError(f"a shallow network needs a positive whole {label}, not {value}")
+    shapes = (
+        ("beta0", (width,)),
+        ("omega0", (width, n_inputs)),
+        ("beta1", (n_outputs,)),
+        ("omega1", (n_outputs, width)),
+    )
+    settings = (("n_inputs", n_inputs), ("n_outputs", n_outputs))
+    return Model("shallow", _shallow_fn, shapes, settings, n_outputs, _shallow_init)
+
+
+# -- user functions -----------------------------------------------------------------
+
+
+def custom(
+    fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array],
+    params: Mapping[str, Any] | Sequence[str],
+    *,
+    name: str | None = None,
+    n_outputs: int = 1,
+) -> Model:
+    """Wrap any ``f(x, params)`` written with ``jax.numpy``, ``params`` a dict of arrays.
+
+    ``params`` gives the parameter names in order: a list of names (all scalars) or
+    a dict name -> example value, whose shapes fix the parameters' shapes. When a
+    dict is given, its values are also the default start.
+    """
+    if isinstance(params, Mapping):
+        shapes = tuple((str(k), tuple(np.shape(v))) for k, v in params.items())
+        start = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in params.values()])
+        init_fn = (lambda seed, model: start) if len(start) else None
+    else:
+        shapes = tuple((str(k), ()) for k in params)
+        init_fn = None
+    if not shapes:
+        raise GradfitError("a custom model needs at least one parameter name")
+
+    return Model(name or getattr(fn, "__name__", "custom"), _CustomFn(fn), shapes, (), n_outputs, init_fn)
+
+
+@dataclass(frozen=True)
+class _CustomFn:
+    """A user's function as a model function: equal when the user's function is."""
+
+    fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]
+
+    def __call__(self, x, params):
+        return self.fn(x, params)
+
+
+MODELS: dict[str, Callable[..., Model]] = {"linear": linear, "gabor": gabor, "shallow": shallow}
+
+
+def make_model(name: str, **settings: Any) -> Model:
+    """A built-in model by name: ``linear``, ``gabor`` or ``shallow``."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise unknown_name("model", name, MODELS) from None
+    return factory(**settings)

@@ -1,0 +1,49 @@
+"""The objective L[φ] = Σ_i ℓ(f[x_i, φ], y_i): a model and a loss over data.
+
+Sum over examples is the default, as in the slides; ``reduction="mean"`` divides by
+the number of examples counted. A mini-batch is a set of row indices with a mask,
+so batches of one static shape can hold fewer real examples (the last of an epoch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from .errors import GradfitError
+from .losses import Loss
+from .models import Model
+
+REDUCTIONS = ("sum", "mean")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """L[φ] for a model, a loss and a reduction; φ as a flat vector in parameter order."""
+
+    model: Model
+    loss: Loss
+    reduction: str = "sum"
+
+    def __post_init__(self):
+        if self.reduction not in REDUCTIONS:
+            raise GradfitError(f"unknown reduction {self.reduction!r}; use 'sum' or 'mean'")
+
+    def per_example(self, theta: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+        """ℓ_i for every example, at the flat parameter vector θ."""
+        return self.loss(self.model(x, self.model.unravel(theta)), y)
+
+    def value(self, theta: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+        """L[θ] over all the examples given."""
+        terms = self.per_example(theta, x, y)
+        return jnp.sum(terms) if self.reduction == "sum" else jnp.mean(terms)
+
+    def batch_value(self, theta: jax.Array, x: jax.Array, y: jax.Array, idx: jax.Array, mask: jax.Array) -> jax.Array:
+        """L over the rows ``idx`` where ``mask`` is true (the rest count 0)."""
+        terms = self.per_example(theta, x[idx], y[idx])
+        total = jnp.sum(jnp.where(mask, terms, 0.0))
+        if self.reduction == "sum":
+            return total
+        return total / jnp.maximum(jnp.sum(mask), 1)

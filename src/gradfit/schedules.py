@@ -1,0 +1,115 @@
+"""Learning-rate schedules α_t, t = 0, 1, 2, ... counting updates.
+
+Each is a small frozen object (so fits that use equal schedules share a compiled
+loop) that evaluates with optax's schedule functions where one is exactly the rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+from .errors import GradfitError, unknown_name
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: ``kind`` and its settings; call it with the step t."""
+
+    kind: str
+    lr: float
+    settings: tuple[tuple[str, Any], ...] = ()
+    warmup_steps: int = 0
+
+    def __post_init__(self):
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise GradfitError(f"the learning rate must be a positive number, not {self.lr}")
+
+    def __call__(self, count):
+        count = jnp.asarray(count)
+        base = self._base(jnp.maximum(count - self.warmup_steps, 0))
+        if self.warmup_steps == 0:
+            return base
+        ramp = self.lr * (count + 1) / (self.warmup_steps + 1)
+        return jnp.where(count < self.warmup_steps, ramp, base)
+
+    def _base(self, t):
+        s = dict(self.settings)
+        if self.kind == "constant":
+            return jnp.full_like(t, self.lr, dtype=jnp.result_type(float))
+        if self.kind == "step":
+            return optax.exponential_decay(self.lr, s["every"], s["factor"], staircase=True)(t)
+        if self.kind == "exponential":
+            return optax.exponential_decay(self.lr, 1, s["rate"])(t)
+        if self.kind == "cosine":
+            return optax.cosine_decay_schedule(self.lr, s["steps"], alpha=s["floor"])(t)
+        raise unknown_name("schedule", self.kind, SCHEDULES)
+
+    def describe(self) -> str:
+        parts = [f"lr={self.lr:g}"] + [f"{k}={v:g}" for k, v in self.settings]
+        if self.warmup_steps:
+            parts.append(f"warmup={self.warmup_steps}")
+        return f"{self.kind}({', '.join(parts)})"
+
+
+def constant(lr: float) -> Schedule:
+    """α_t = α."""
+    return Schedule("constant", float(lr))
+
+
+def step_decay(lr: float, factor: float = 0.5, every: int = 100) -> Schedule:
+    """α_t = α · factor^⌊t / M⌋: multiply α by a factor every M steps (the slides' schedule)."""
+    if not 0 < factor <= 1:
+        raise GradfitError(f"a step-decay factor must lie in (0, 1], not {factor}")
+    if every < 1:
+        raise GradfitError(f"a step decay needs every >= 1 step, not {every}")
+    return Schedule("step", float(lr), (("factor", float(factor)), ("every", int(every))))
+
+
+def exponential(lr: float, rate: float = 0.99) -> Schedule:
+    """α_t = α · rate^t."""
+    if not 0 < rate <= 1:
+        raise GradfitError(f"an exponential decay rate must lie in (0, 1], not {rate}")
+    return Schedule("exponential", float(lr), (("rate", float(rate)),))
+
+
+def cosine(lr: float, steps: int, floor: float = 0.0) -> Schedule:
+    """α_t = α (floor + (1 - floor) · ½(1 + cos(π min(t, T) / T))), T = ``steps``."""
+    if steps < 1:
+        raise GradfitError(f"a cosine schedule needs steps >= 1, not {steps}")
+    return Schedule("cosine", float(lr), (("steps", int(steps)), ("floor", float(floor))))
+
+
+def warmup(schedule: Schedule | float, steps: int) -> Schedule:
+    """Linear warm-up: α_t = α_0 (t + 1)/(W + 1) for t < W, then the schedule from its start."""
+    if steps < 0:
+        raise GradfitError(f"warm-up steps must be >= 0, not {steps}")
+    schedule = as_schedule(schedule)
+    return Schedule(schedule.kind, schedule.lr, schedule.settings, int(steps))
+
+
+def as_schedule(lr: Schedule | float) -> Schedule:
+    """A schedule from a number (constant) or a schedule."""
+    if isinstance(lr, Schedule):
+        return lr
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        raise GradfitError(f"the learning rate must be a number or a Schedule, not {lr!r}") from None
+    return constant(value)
+
+
+SCHEDULES = {"constant": constant, "step": step_decay, "exponential": exponential, "cosine": cosine}
+
+
+def make_schedule(kind: str, lr: float, **settings: Any) -> Schedule:
+    """A schedule by name: constant, step, exponential or cosine."""
+    try:
+        factory = SCHEDULES[kind]
+    except KeyError:
+        raise unknown_name("schedule", kind, SCHEDULES) from None
+    return factory(lr, **settings)
