@@ -61,7 +61,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .models import Model, custom, gabor, linear, make_model, shallow  # noqa: F401
     from .objective import Objective  # noqa: F401
     from .optimizers import (  # noqa: F401
-        Optimizer, adagrad, adam, adamw, gd, make_optimizer, momentum, nesterov, normalized, rmsprop, sgd,
+        Optimizer,
+        adagrad,
+        adam,
+        adamw,
+        gd,
+        make_optimizer,
+        momentum,
+        nesterov,
+        normalized,
+        rmsprop,
+        sgd,
     )
     from .result import FitResult, History, MultiFit  # noqa: F401
     from .schedules import constant, cosine, exponential, step_decay, warmup  # noqa: F401

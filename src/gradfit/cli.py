@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -40,35 +40,35 @@ def _builtin_for(model: str, loss: str) -> str:
 
 @app.command()
 def fit(
-    data: Annotated[Optional[Path], typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
-    x: Annotated[Optional[str], typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
-    y: Annotated[Optional[str], typer.Option("--y", help="Target column; default: the last column.")] = None,
-    builtin: Annotated[Optional[str], typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
+    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
     model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
     loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
     optimizer: Annotated[str, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad or adamw.")] = "adam",
-    variant: Annotated[Optional[str], typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
+    variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate α (the start of a schedule).")] = 0.1,
-    beta: Annotated[Optional[float], typer.Option(help="Momentum / first-moment decay β.")] = None,
-    gamma: Annotated[Optional[float], typer.Option(help="Second-moment decay γ.")] = None,
-    eps: Annotated[Optional[float], typer.Option(help="Stabiliser ε.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Decoupled weight decay λ (adamw).")] = None,
+    beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β.")] = None,
+    gamma: Annotated[float | None, typer.Option(help="Second-moment decay γ.")] = None,
+    eps: Annotated[float | None, typer.Option(help="Stabiliser ε.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Decoupled weight decay λ (adamw).")] = None,
     schedule: Annotated[str, typer.Option(help="constant, step, exponential or cosine.")] = "constant",
     decay_factor: Annotated[float, typer.Option(help="step: multiply α by this every --decay-every steps; exponential: α·rate^t.")] = 0.5,
     decay_every: Annotated[int, typer.Option(help="step: steps between decays.")] = 100,
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")] = 0,
-    batch_size: Annotated[Optional[int], typer.Option(help="Mini-batch size; absent means full batch.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Cap on updates (default 1000).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Cap on passes over the data.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches.")] = 0,
-    init: Annotated[Optional[str], typer.Option(help="Start v0,v1,... in parameter order.")] = None,
+    init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
     line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
     scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
     width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
     reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
-    dtype: Annotated[Optional[str], typer.Option(help="float64 (default on CPU) or float32.")] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Fit a model by gradient descent and print a short report.

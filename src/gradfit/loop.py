@@ -125,7 +125,7 @@ def fit(
     total = _step_cap(steps, epochs, per_epoch)
     if not tol >= 0:
         raise GradfitError(f"tol must be >= 0, not {tol}")
-    every = history_every or (per_epoch if minibatch and n > 10_000 else 1)
+    every = history_every if history_every is not None else (per_epoch if minibatch and n > 10_000 else 1)
     if int(every) != every or every < 1:
         raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
     every = int(every)
@@ -214,8 +214,12 @@ def _step_fn(plan: _Plan):
     free_metrics = not plan.minibatch and not optimizer.looks_ahead
 
     def step(carry, inp, x, y, tol):
+        # padding steps past the cap (inp["active"] false, the same for every start) are skipped
+        return lax.cond(inp["active"], lambda c: live_step(c, inp, x, y, tol), lambda c: c, carry), None
+
+    def live_step(carry, inp, x, y, tol):
         theta, prev, state, done, code, n, rec = carry
-        active, record = inp["active"], inp["record"]
+        record = inp["record"]
         nan = jnp.full((), jnp.nan, theta.dtype)
         if free_metrics:
             loss, grad = full_vg(theta, x, y)
@@ -248,10 +252,10 @@ def _step_fn(plan: _Plan):
         theta_ok = jnp.all(jnp.isfinite(theta))
         grad_ok = jnp.all(jnp.isfinite(grad))
         loss_ok = jnp.isfinite(point_loss) & (jnp.isfinite(loss) | ~checked)
-        live = active & ~done
+        live = ~done
         bad = live & ~(theta_ok & grad_ok & loss_ok)
         why = jnp.where(~theta_ok, DIV_PARAMS, jnp.where(~loss_ok, DIV_LOSS, DIV_GRAD))
-        conv = live & ~bad & checked & (gnorm <= tol)
+        conv = live & ~bad & checked & (tol > 0) & (gnorm <= tol)  # tol 0: run every step
         move = live & ~bad & ~conv
 
         updates, new_state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
@@ -269,7 +273,7 @@ def _step_fn(plan: _Plan):
         state = jax.tree.map(lambda a, b: jnp.where(move, a, b), new_state, state)
         n = n + move.astype(n.dtype) - back.astype(n.dtype)
         code = jnp.where(bad, why, jnp.where(conv, CONVERGED, code))
-        return (new_theta, prev, state, done | bad | conv, code, n, rec), None
+        return new_theta, prev, state, done | bad | conv, code, n, rec
 
     return step
 
@@ -300,18 +304,22 @@ def _runner(plan: _Plan):
 
 
 def _chunk_steps(total: int, every: int, minibatch: bool, per_epoch: int) -> int:
-    """How many steps one compiled call runs: all of them, up to a size that keeps
-    progress reports and early stops timely."""
+    """How many steps one compiled call runs.
+
+    A power of two from 64 up to 2048 (or one epoch, if longer), so fits of one problem
+    with different caps share a few compiled shapes, and long fits report progress and
+    stop early between calls. Steps past the cap are skipped inside the call.
+    """
     cap = max(per_epoch, 2048) if minibatch else 2048
-    want = min(max(total, 1), cap)
-    return -(-want // every) * every
+    want = min(max(total, 64), cap)
+    length = 1 << (want - 1).bit_length()
+    return -(-length // every) * every
 
 
 def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size, every, tol,
          seed, dtype, epochs, progress):
     t0 = time.perf_counter()
     float_t = jnp.float64 if dtype == "float64" else jnp.float32
-    model = objective.model
     x = jnp.asarray(data.x, float_t)
     y = jnp.asarray(data.y, float_t)
     theta0 = jnp.asarray(starts, float_t)
@@ -325,7 +333,8 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
     def init_carry(theta):
         state = optimizer.init(theta)
         zero_rec = (jnp.zeros((), jnp.int32), theta, theta[0], theta[0], theta[0], jnp.asarray(False))
-        return (theta, theta, state, jnp.asarray(False), jnp.asarray(RUNNING, jnp.int32), jnp.zeros((), jnp.int32), zero_rec)
+        running = jnp.asarray(RUNNING, jnp.int32)
+        return (theta, theta, state, jnp.asarray(False), running, jnp.zeros((), jnp.int32), zero_rec)
 
     carry = jax.vmap(init_carry)(theta0) if batched else init_carry(theta0)
     tol_arr = jnp.asarray(tol, float_t)
