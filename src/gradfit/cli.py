@@ -76,6 +76,7 @@ def fit(
     With no options: the Gabor model, least squares, Adam, on gradfit's built-in data.
     """
     try:
+        _enable_compilation_cache()
         import gradfit as gf
         from gradfit.errors import GradfitError
     except ImportError as exc:  # pragma: no cover - broken install
@@ -105,6 +106,22 @@ def fit(
         _print_report(result, dataset)
     if result.status == "diverged":
         raise typer.Exit(3)
+
+
+def _enable_compilation_cache() -> None:
+    """Keep compiled fits on disk between runs: a repeated command skips XLA's compile
+    (about a second on a small CPU). Only this process's JAX settings change; set
+    GRADFIT_NO_CACHE=1 to turn it off, XDG_CACHE_HOME to move it."""
+    import os
+
+    if os.environ.get("GRADFIT_NO_CACHE"):
+        return
+    import jax
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    jax.config.update("jax_compilation_cache_dir", str(root / "gradfit" / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _dataset(gf, path, x, y, builtin, model, loss, seed, scale):
