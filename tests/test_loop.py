@@ -242,3 +242,9 @@ def test_model_that_cannot_take_the_inputs():
     x2 = np.column_stack([X, X])
     with pytest.raises(gf.GradfitError, match="cannot take inputs with 2 column"):
         gf.fit("gabor", "normal", (x2, Y), gf.gd(0.01))
+
+
+def test_model_with_a_scalar_output():
+    model = gf.custom(lambda x, p: p["a"] * x.sum(), ["a"])
+    with pytest.raises(gf.GradfitError, match="one output per example"):
+        gf.fit(model, "normal", (X, Y), gf.gd(0.01))

@@ -40,7 +40,12 @@ class Dataset:
             raise GradfitError(f"data set {self.name!r} is empty: it needs at least one example")
         if len(x) != len(y):
             raise GradfitError(f"x has {len(x)} rows but y has {len(y)}; they must match")
-        for label, values, names in (("x", x, self.x_names), ("y", y, (self.y_name,))):
+        # Name the columns first: the NaN message below names them, so they must fit x.
+        n_cols = 1 if x.ndim == 1 else x.shape[1]
+        x_names = tuple(self.x_names)
+        if len(x_names) != n_cols:
+            x_names = ("x",) if n_cols == 1 else tuple(f"x{j}" for j in range(n_cols))
+        for label, values, names in (("x", x, x_names), ("y", y, (self.y_name,))):
             bad = ~np.isfinite(values)
             if bad.any():
                 rows = np.nonzero(bad.reshape(len(values), -1).any(axis=1))[0]
@@ -50,15 +55,11 @@ class Dataset:
                     f"{', '.join(map(str, rows[:5]))}{' ...' if len(rows) > 5 else ''}; "
                     "drop or fill those rows first"
                 )
-        n_cols = 1 if x.ndim == 1 else x.shape[1]
-        names = tuple(self.x_names)
-        if len(names) != n_cols:
-            names = ("x",) if n_cols == 1 else tuple(f"x{j}" for j in range(n_cols))
         x.setflags(write=False)
         y.setflags(write=False)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
-        object.__setattr__(self, "x_names", names)
+        object.__setattr__(self, "x_names", x_names)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -100,8 +101,9 @@ def pedestrian_data(seed: int = 0, n: int = 2000) -> Dataset:
     Columns: ``hour`` (0-24), its cyclic features ``hour_sin`` and ``hour_cos``,
     ``lat`` and ``lon`` (degrees, around a city centre), and one-hot neighbourhood
     columns (residential is the baseline). The log-rate is linear in the cyclic hour
-    features (a rush at about 8 and 17 h), in distance from the centre and in the
-    neighbourhood, so a Poisson regression with the exp link is the true model.
+    features (a rush at about 8 and 17 h), in latitude and longitude (busier to the
+    south-west) and in the neighbourhood, so a Poisson regression on these columns
+    with the exp link is the true model.
     """
     rng = np.random.default_rng(seed)
     hour = rng.uniform(0.0, 24.0, n)
@@ -119,13 +121,13 @@ def pedestrian_data(seed: int = 0, n: int = 2000) -> Dataset:
     }
     for j, label in enumerate(_NEIGHBOURHOODS[1:], start=1):
         features[label] = (kind == j).astype(float)
-    dist = np.hypot((lat - 51.50) / 0.02, (lon + 0.12) / 0.03)
     log_rate = (
         1.2
         - 0.5 * features["hour_cos"]
         - 0.3 * features["hour_sin"]
         - 0.6 * features["hour2_cos"]
-        - 0.2 * dist
+        - 0.2 * (lat - 51.50) / 0.02
+        - 0.1 * (lon + 0.12) / 0.03
         + _NEIGHBOURHOOD_EFFECT[kind]
     )
     counts = rng.poisson(np.exp(log_rate)).astype(float)
@@ -188,17 +190,20 @@ def load(path: str | Path, x: Sequence[str] | None = None, y: str | None = None)
     if not names:
         raise GradfitError(f"{path} has no columns")
     y = y if y is not None else names[-1]
+    if isinstance(x, str):  # one column name, not a sequence of one-letter names
+        x = [x]
     x = list(x) if x else [n for n in names if n != y]
     for col in [*x, y]:
         if col not in columns:
             raise GradfitError(f"{path} has no column {col!r}; its columns are: {', '.join(names)}")
     if not x:
         raise GradfitError(f"{path} has only the target column {y!r}; name input columns with --x")
+    # Rows first: a header-only CSV has untyped (object) columns, which are empty, not text.
+    if len(columns[y]) == 0:
+        raise GradfitError(f"{path} has no rows: it needs at least one example")
     for col in [*x, y]:
         if columns[col].dtype == object:
             raise GradfitError(f"column {col!r} of {path} is not numeric; gradfit fits numeric columns")
-    if len(columns[y]) == 0:
-        raise GradfitError(f"{path} has no rows: it needs at least one example")
     data_x = np.column_stack([columns[c] for c in x]) if len(x) > 1 else columns[x[0]]
     return Dataset(data_x, columns[y], x_names=tuple(x), y_name=y, name=Path(path).stem)
 

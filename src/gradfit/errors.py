@@ -11,4 +11,5 @@ class GradfitError(ValueError):
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> GradfitError:
     """The error for a name that is not in a registry, listing the names that are."""
-    return GradfitError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
+    plural = kind + ("es" if kind.endswith("s") else "s")
+    return GradfitError(f"unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")

@@ -163,8 +163,12 @@ def _resolve(model, loss, data, optimizer, reduction):
             f"model {model.describe()} cannot take inputs with {cols} column(s) "
             f"(x of shape {data.x.shape}): {type(err).__name__}: {str(err).splitlines()[0]}"
         ) from None
-    if out.shape[0] != probe.shape[0]:
-        raise GradfitError(f"model {model.name!r} gives {out.shape[0]} outputs for {probe.shape[0]} examples")
+    if len(out.shape) == 0 or out.shape[0] != probe.shape[0]:
+        got = "a scalar" if len(out.shape) == 0 else f"{out.shape[0]} outputs"
+        raise GradfitError(
+            f"model {model.name!r} gives {got} for {probe.shape[0]} examples; "
+            "it must return one output per example, shape (N,) or (N, K)"
+        )
     loss.check_outputs(out.shape, model.name)
     loss.check_targets(data.y, out.shape[1] if len(out.shape) == 2 else 1)
     return objective, optimizer, data

@@ -185,6 +185,7 @@ def shallow(width: int = 3, n_inputs: int = 1, n_outputs: int = 1) -> Model:
     for label, value in (("width", width), ("n_inputs", n_inputs), ("n_outputs", n_outputs)):
         if int(value) != value or value < 1:
             raise GradfitError(f"a shallow network needs a positive whole {label}, not {value}")
+    width, n_inputs, n_outputs = int(width), int(n_inputs), int(n_outputs)  # 3.0 passes the check above
     shapes = (
         ("beta0", (width,)),
         ("omega0", (width, n_inputs)),

@@ -33,7 +33,17 @@ class Objective:
 
     def per_example(self, theta: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
         """ℓ_i for every example, at the flat parameter vector θ."""
-        return self.loss(self.model(x, self.model.unravel(theta)), y)
+        f = self.model(x, self.model.unravel(theta))
+        # Shapes are static under jit, so these checks cost nothing per step. Without
+        # them a loss silently reads only the first of a model's outputs, and targets of
+        # shape (N, 1) broadcast against (N,) outputs into an (N, N) sum.
+        self.loss.check_outputs(jnp.shape(f), self.model.name)
+        if jnp.shape(y) != jnp.shape(f)[:1]:
+            raise GradfitError(
+                f"targets y have shape {jnp.shape(y)}; model {self.model.name!r} gives outputs of shape "
+                f"{jnp.shape(f)}, so y needs shape {jnp.shape(f)[:1]}"
+            )
+        return self.loss(f, y)
 
     def value(self, theta: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
         """L[θ] over all the examples given."""
