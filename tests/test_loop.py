@@ -131,7 +131,7 @@ def test_ragged_batches_compile_once():
         gf.fit("linear", "normal", data, gf.sgd(0.01), batch_size=5, epochs=epochs, tol=0)
     info = loop._runner.cache_info()
     assert info.misses == 1 and info.hits == 2
-    run_chunk, _ = loop._runner(next(iter(_plans(data))))
+    _, run_chunk = loop._runner(next(iter(_plans(data))))
     assert run_chunk._cache_size() == 1
 
 

@@ -154,7 +154,7 @@ def _resolve(model, loss, data, optimizer, reduction):
     objective = Objective(model, loss, reduction)
     probe = data.x[: min(len(data), 2)]
     try:
-        out = jax.eval_shape(lambda x: model(x, model.unravel(jnp.zeros(model.size))), probe)
+        out = _output_shape(model, probe.shape)
     except GradfitError:
         raise
     except Exception as err:  # the model cannot take these inputs: say which, not JAX's trace
@@ -172,6 +172,13 @@ def _resolve(model, loss, data, optimizer, reduction):
     loss.check_outputs(out.shape, model.name)
     loss.check_targets(data.y, out.shape[1] if len(out.shape) == 2 else 1)
     return objective, optimizer, data
+
+
+@lru_cache(maxsize=256)
+def _output_shape(model: Model, x_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    """The model's output shape for inputs of this shape, traced once per model and shape."""
+    probe = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+    return jax.eval_shape(lambda x: model(x, model.unravel(jnp.zeros(model.size))), probe)
 
 
 def _step_cap(steps, epochs, per_epoch) -> int:
@@ -192,9 +199,9 @@ def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
     if init is None:
         return model.default_init(seed)[None, :], False
     if isinstance(init, Mapping):
-        return np.asarray(model.ravel(init), float)[None, :], False
+        return model.vector(init)[None, :], False
     if isinstance(init, Sequence) and init and isinstance(init[0], Mapping):
-        return np.stack([np.asarray(model.ravel(p), float) for p in init]), True
+        return np.stack([model.vector(p) for p in init]), True
     arr = np.asarray(init, dtype=float)
     if arr.ndim == 1 and arr.shape[0] == model.size:
         return arr[None, :], False
@@ -212,99 +219,137 @@ def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
 
 
 def _step_fn(plan: _Plan):
+    """One step for one start: ``step(carry, s, batch, x, y, tol, total, record)``.
+
+    ``record`` is static: a recording step also returns a history row, packed as
+    [φ..., loss, grad norm, rate, step, valid] so a step writes one row, not five.
+    """
     objective, optimizer = plan.objective, plan.optimizer
     full_vg = jax.value_and_grad(objective.value)
     batch_vg = jax.value_and_grad(objective.batch_value)
     free_metrics = not plan.minibatch and not optimizer.looks_ahead
 
-    def step(carry, inp, x, y, tol):
-        # padding steps past the cap (inp["active"] false, the same for every start) are skipped
-        return lax.cond(inp["active"], lambda c: live_step(c, inp, x, y, tol), lambda c: c, carry), None
-
-    def live_step(carry, inp, x, y, tol):
-        theta, prev, state, done, code, n, rec = carry
-        record = inp["record"]
+    def live_step(carry, batch, x, y, tol, record):
+        theta, prev, state, done, code, n = carry
         nan = jnp.full((), jnp.nan, theta.dtype)
         if free_metrics:
             loss, grad = full_vg(theta, x, y)
-            gnorm = jnp.linalg.norm(grad)
-            point_loss, checked = loss, jnp.asarray(True)
+            gnorm = jnp.sqrt(jnp.sum(grad * grad))
+            point_loss, checked = loss, True
 
             def value_fn(p):
                 return objective.value(p, x, y)
         else:
             point = optimizer.gradient_point(theta, state)
             if plan.minibatch:
-                idx, mask = inp["idx"], inp["mask"]
-                point_loss, grad = batch_vg(point, x, y, idx, mask)
+                idx, mask = batch
 
                 def value_fn(p):
                     return objective.batch_value(p, x, y, idx, mask)
+
+                point_loss, grad = batch_vg(point, x, y, idx, mask)
             else:
-                point_loss, grad = full_vg(point, x, y)
 
                 def value_fn(p):
                     return objective.value(p, x, y)
 
-            def metrics(t):
-                value, g = full_vg(t, x, y)
-                return value, jnp.linalg.norm(g)
-
-            loss, gnorm = lax.cond(record, metrics, lambda t: (nan, nan), theta)
+                point_loss, grad = full_vg(point, x, y)
+            if record:
+                loss, full_grad = full_vg(theta, x, y)
+                gnorm = jnp.sqrt(jnp.sum(full_grad * full_grad))
+            else:
+                loss = gnorm = nan
             checked = record
 
-        theta_ok = jnp.all(jnp.isfinite(theta))
-        grad_ok = jnp.all(jnp.isfinite(grad))
-        loss_ok = jnp.isfinite(point_loss) & (jnp.isfinite(loss) | ~checked)
-        live = ~done
-        bad = live & ~(theta_ok & grad_ok & loss_ok)
-        why = jnp.where(~theta_ok, DIV_PARAMS, jnp.where(~loss_ok, DIV_LOSS, DIV_GRAD))
-        conv = live & ~bad & checked & (tol > 0) & (gnorm <= tol)  # tol 0: run every step
-        move = live & ~bad & ~conv
-
         updates, new_state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
-        lr = jnp.where(move, optimizer.last_lr(new_state), nan)
-
-        write = record & live & ~bad
-        rec = jax.tree.map(
-            lambda new, old: jnp.where(write, new, old),
-            (n, theta, loss, gnorm, lr, jnp.asarray(True)),
-            rec,
+        new_theta = theta + updates
+        loss_ok = jnp.isfinite(point_loss) & (jnp.isfinite(loss) if checked else True)
+        grad_ok = jnp.all(jnp.isfinite(grad))
+        step_ok = jnp.all(jnp.isfinite(new_theta))
+        live = ~done
+        bad = live & ~(loss_ok & grad_ok & step_ok)
+        conv = (live & ~bad & (gnorm <= tol) & (tol > 0)) if checked else False  # tol 0: every step
+        move = live & ~bad & ~conv
+        back = live & ~loss_ok & (n > 0)  # a point whose loss is not finite: return to the last finite one
+        why = jnp.where(~loss_ok, DIV_LOSS, jnp.where(~grad_ok, DIV_GRAD, DIV_PARAMS))
+        carry = (
+            jnp.where(move, new_theta, jnp.where(back, prev, theta)),
+            jnp.where(move, theta, prev),
+            new_state,  # read only while the start moves, so it need not be masked
+            done | bad | conv,
+            jnp.where(bad, why, jnp.where(conv, CONVERGED, code)),
+            n + move.astype(n.dtype) - back.astype(n.dtype),
         )
-        back = bad & (n > 0)  # a non-finite point: return to the last finite one
-        new_theta = jnp.where(move, theta + updates, jnp.where(back, prev, theta))
-        prev = jnp.where(move, theta, prev)
-        state = jax.tree.map(lambda a, b: jnp.where(move, a, b), new_state, state)
-        n = n + move.astype(n.dtype) - back.astype(n.dtype)
-        code = jnp.where(bad, why, jnp.where(conv, CONVERGED, code))
-        return new_theta, prev, state, done | bad | conv, code, n, rec
+        if not record:
+            return carry, None
+        lr = jnp.where(move, optimizer.last_lr(new_state).astype(theta.dtype), nan)
+        valid = (live & loss_ok).astype(theta.dtype)
+        row = jnp.concatenate([theta, jnp.stack([loss, gnorm, lr, n.astype(theta.dtype), valid])])
+        return carry, row
 
-    return step
+    return live_step
 
 
 @lru_cache(maxsize=64)
 def _runner(plan: _Plan):
-    step = _step_fn(plan)
+    """The compiled pieces of one plan: init, a chunk of steps, and the final metrics."""
+    live_step = _step_fn(plan)
+    optimizer, every = plan.optimizer, plan.every
+
+    step = live_step
     if plan.batched:
-        step = jax.vmap(step, in_axes=(0, None, None, None, None))
+        step = jax.vmap(live_step, in_axes=(0, None, None, None, None, None))
 
-    def group(carry, inputs, x, y, tol):
-        rec0 = jax.tree.map(lambda a: jnp.zeros_like(a), carry[-1])
-        (theta, prev, state, done, code, n, rec), _ = lax.scan(
-            lambda c, inp: step(c, inp, x, y, tol), (*carry[:-1], rec0), inputs
-        )
-        return (theta, prev, state, done, code, n, rec), rec
+    def all_done(carry):
+        return jnp.all(carry[3])
 
-    def chunk(carry, inputs, x, y, tol):
-        return lax.scan(lambda c, inp: group(c, inp, x, y, tol), carry, inputs)
+    def chunk(carry, start, total, batches, x, y, tol):
+        # A while loop over groups of `every` steps, each opening with a recording step:
+        # it ends at the step cap or once every start has stopped, so padding steps
+        # and steps after convergence cost nothing.
+        size = carry[0].shape[-1] + 5
+        rows = jnp.zeros((plan.groups, *carry[0].shape[:-1], size), carry[0].dtype)
+        n_groups = jnp.minimum(plan.groups, (total - start + every - 1) // every)
 
-    def final_metrics(theta, x, y):
+        def batch_at(g, j):
+            return None if batches is None else (batches[0][g, j], batches[1][g, j])
+
+        def group(state):
+            g, carry, rows = state
+            s0 = start + g * every
+            carry, row = step(carry, batch_at(g, 0), x, y, tol, True)
+            if every > 1:
+                def inner(inner_state):
+                    j, c = inner_state
+                    return j + 1, step(c, batch_at(g, j), x, y, tol, False)[0]
+
+                def more(inner_state):
+                    j, c = inner_state
+                    return (j < every) & (s0 + j < total) & ~all_done(c)
+
+                _, carry = lax.while_loop(more, inner, (jnp.asarray(1), carry))
+            return g + 1, carry, rows.at[g].set(row)
+
+        def more_groups(state):
+            g, carry, _ = state
+            return (g < n_groups) & ~all_done(carry)
+
+        _, carry, rows = lax.while_loop(more_groups, group, (jnp.asarray(0), carry, rows))
+        return carry, rows, final(carry[0], x, y)
+
+    def metrics(theta, x, y):
         value, grad = jax.value_and_grad(plan.objective.value)(theta, x, y)
-        return value, jnp.linalg.norm(grad)
+        return value, jnp.sqrt(jnp.sum(grad * grad))
+
+    final = jax.vmap(metrics, in_axes=(0, None, None)) if plan.batched else metrics
+
+    def init(theta):
+        running = jnp.asarray(RUNNING, jnp.int32)
+        return (theta, theta, optimizer.init(theta), jnp.asarray(False), running, jnp.zeros((), jnp.int32))
 
     if plan.batched:
-        final_metrics = jax.vmap(final_metrics, in_axes=(0, None, None))
-    return jax.jit(chunk), jax.jit(final_metrics)
+        init = jax.vmap(init)
+    return jax.jit(init), jax.jit(chunk)
 
 
 def _chunk_steps(total: int, every: int, minibatch: bool, per_epoch: int) -> int:
@@ -323,65 +368,46 @@ def _chunk_steps(total: int, every: int, minibatch: bool, per_epoch: int) -> int
 def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size, every, tol,
          seed, dtype, epochs, progress):
     t0 = time.perf_counter()
-    float_t = jnp.float64 if dtype == "float64" else jnp.float32
-    x = jnp.asarray(data.x, float_t)
-    y = jnp.asarray(data.y, float_t)
-    theta0 = jnp.asarray(starts, float_t)
-    if not batched:
-        theta0 = theta0[0]
+    float_t = np.float64 if dtype == "float64" else np.float32
     minibatch = batch_size is not None
     length = _chunk_steps(total, every, minibatch, per_epoch)
     plan = _Plan(objective, optimizer, minibatch, batched, length // every, every)
-    run_chunk, final_metrics = _runner(plan)
+    init, run_chunk = _runner(plan)
 
-    def init_carry(theta):
-        state = optimizer.init(theta)
-        zero_rec = (jnp.zeros((), jnp.int32), theta, theta[0], theta[0], theta[0], jnp.asarray(False))
-        running = jnp.asarray(RUNNING, jnp.int32)
-        return (theta, theta, state, jnp.asarray(False), running, jnp.zeros((), jnp.int32), zero_rec)
-
-    carry = jax.vmap(init_carry)(theta0) if batched else init_carry(theta0)
-    tol_arr = jnp.asarray(tol, float_t)
+    x, y = jax.device_put((data.x.astype(float_t), data.y.astype(float_t)))
+    carry = init(jax.device_put(starts.astype(float_t) if batched else starts[0].astype(float_t)))
+    tol_arr = float_t(tol)
     batches = _BatchSource(len(data), batch_size, seed) if minibatch else None
 
-    records = []
+    rows = []
     done_steps = 0
-    while done_steps < total or done_steps == 0:
-        idx = np.arange(done_steps, done_steps + length)
-        inputs = {
-            "active": (idx < total).reshape(plan.groups, every),
-            "record": (idx % every == 0).reshape(plan.groups, every),
-        }
+    while True:
+        batch = None
         if minibatch:
             bidx, bmask = batches.steps(done_steps, length)
-            inputs["idx"] = bidx.reshape(plan.groups, every, batch_size)
-            inputs["mask"] = bmask.reshape(plan.groups, every, batch_size)
-        carry, rec = run_chunk(carry, inputs, x, y, tol_arr)
-        records.append(jax.device_get(rec))
+            batch = (bidx.reshape(plan.groups, every, batch_size), bmask.reshape(plan.groups, every, batch_size))
+        carry, chunk_rows, final = run_chunk(carry, done_steps, total, batch, x, y, tol_arr)
+        done, chunk_rows, final, theta, code, n = jax.device_get(
+            (carry[3], chunk_rows, final, carry[0], carry[4], carry[5]))
+        rows.append(chunk_rows)
         done_steps += length
-        all_done = bool(np.all(np.asarray(carry[3])))
         if progress is not None:
-            losses = np.asarray(rec[2])[-1]
+            losses = chunk_rows[..., -5][chunk_rows[..., -1] > 0]
             best = float(np.nanmin(losses)) if np.isfinite(losses).any() else float("nan")
             progress(min(done_steps, total), total, best)
-        if all_done or total == 0:
+        if done_steps >= total or bool(np.all(done)):
             break
 
-    theta, _, _, _, code, n, _ = jax.device_get(carry)
-    final_loss, final_gnorm = jax.device_get(final_metrics(carry[0], x, y))
+    final_loss, final_gnorm = final
     elapsed = time.perf_counter() - t0
-
-    rec = tuple(np.concatenate([r[i] for r in records], axis=0) for i in range(6))
+    rows = np.concatenate(rows, axis=0)
+    common = (objective, optimizer, data, total, every, tol, seed, batch_size, epochs, dtype, elapsed)
     if batched:
-        fits = tuple(
-            _result(objective, optimizer, data, [r[:, s] for r in rec], theta[s], int(code[s]), int(n[s]),
-                    float(final_loss[s]), float(final_gnorm[s]), total, every, tol, seed, batch_size,
-                    epochs, dtype, elapsed)
+        return MultiFit(tuple(
+            _result(rows[:, s], theta[s], int(code[s]), int(n[s]), float(final_loss[s]), float(final_gnorm[s]), *common)
             for s in range(theta.shape[0])
-        )
-        return MultiFit(fits)
-    return _result(objective, optimizer, data, list(rec), theta, int(code), int(n), float(final_loss),
-                   float(final_gnorm), total, every, tol, seed, batch_size, epochs, dtype, elapsed)
+        ))
+    return _result(rows, theta, int(code), int(n), float(final_loss), float(final_gnorm), *common)
 
 
 class _BatchSource:
@@ -412,16 +438,17 @@ class _BatchSource:
         return idx, mask
 
 
-def _result(objective, optimizer, data, rec, theta, code, n, final_loss, final_gnorm, total, every,
+def _result(rows, theta, code, n, final_loss, final_gnorm, objective, optimizer, data, total, every,
             tol, seed, batch_size, epochs, dtype, elapsed) -> FitResult:
     model = objective.model
-    step, params, loss, gnorm, lr, valid = rec
-    keep = valid.astype(bool)
-    step, params, loss, gnorm, lr = step[keep], params[keep], loss[keep], gnorm[keep], lr[keep]
+    rows = rows[rows[:, -1] > 0].astype(float)
+    params, loss, gnorm, lr = rows[:, :-5], rows[:, -5], rows[:, -4], rows[:, -3]
+    step = rows[:, -2].astype(np.int64)
+    theta = np.asarray(theta, dtype=float)
     if len(step) == 0 or step[-1] != n:
         if np.isfinite(final_loss):
             step = np.append(step, n)
-            params = np.vstack([params, theta[None, :]]) if len(params) else theta[None, :]
+            params = np.vstack([params, theta[None, :]])
             loss, gnorm, lr = np.append(loss, final_loss), np.append(gnorm, final_gnorm), np.append(lr, np.nan)
     else:
         lr = lr.copy()
@@ -438,10 +465,9 @@ def _result(objective, optimizer, data, rec, theta, code, n, final_loss, final_g
                f"kept the last finite parameters, after {n} steps")
         if n == 0 and not np.isfinite(final_loss):
             why = f"diverged: {_DIVERGED_WHAT[code]} is not finite at the start; choose another start"
-    flat = model.unravel(jnp.asarray(theta))
     history = History(step=step, params=params, loss=loss, grad_norm=gnorm, lr=lr)
     return FitResult(
-        params={k: np.asarray(v) for k, v in flat.items()},
+        params=model.named(theta),
         loss=final_loss,
         grad_norm=final_gnorm,
         steps=n,

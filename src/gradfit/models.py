@@ -61,8 +61,7 @@ class Model:
                 names.extend(f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape))
         return tuple(names)
 
-    def ravel(self, params: Mapping[str, Any]) -> jax.Array:
-        """The parameters as one flat vector, in parameter order."""
+    def _check_names(self, params: Mapping[str, Any]) -> None:
         missing = [n for n in self.param_names if n not in params]
         extra = [n for n in params if n not in self.param_names]
         if missing or extra:
@@ -72,16 +71,37 @@ class Model:
                 + ("; " if missing and extra else "")
                 + (f"unknown: {', '.join(extra)}" if extra else "")
             )
+
+    def _checked(self, params: Mapping[str, Any], asarray) -> list:
+        self._check_names(params)
         parts = []
         for name, shape in self.shapes:
-            value = jnp.asarray(params[name])
+            value = asarray(params[name])
             if value.shape != shape:
                 raise GradfitError(
                     f"parameter {name!r} of model {self.name!r} has shape {value.shape}; "
                     f"it needs shape {shape}"
                 )
-            parts.append(jnp.reshape(value, (-1,)))
-        return jnp.concatenate(parts)
+            parts.append(value.reshape(-1))
+        return parts
+
+    def ravel(self, params: Mapping[str, Any]) -> jax.Array:
+        """The parameters as one flat vector, in parameter order (JAX, traceable)."""
+        return jnp.concatenate(self._checked(params, jnp.asarray))
+
+    def vector(self, params: Mapping[str, Any]) -> np.ndarray:
+        """`ravel` in numpy for concrete values: a float64 vector in parameter order."""
+        return np.concatenate(self._checked(params, lambda v: np.asarray(v, dtype=float)))
+
+    def named(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """`unravel` in numpy: name -> array of the parameter's shape."""
+        flat = np.asarray(flat)
+        params, start = {}, 0
+        for name, shape in self.shapes:
+            stop = start + prod(shape)
+            params[name] = flat[start:stop].reshape(shape)
+            start = stop
+        return params
 
     def unravel(self, flat: jax.Array) -> Params:
         """The dict of named arrays held in a flat vector (the inverse of `ravel`)."""

@@ -143,7 +143,9 @@ class Optimizer:
         rate = self.lr(state[-1].count)
         if self.variant == "book":
             rate = rate * dict(self.hyper)["beta"]
-        return jax.tree.map(lambda p, m: p - rate * m, params, momentum)
+        # Keep each leaf's dtype: a float64 rate would turn float32 parameters' gradients,
+        # and so the momentum, into float64, and a lax.scan carry would change type.
+        return jax.tree.map(lambda p, m: (p - rate * m).astype(p.dtype), params, momentum)
 
     def last_lr(self, state) -> jax.Array:
         """The rate α (or line-search step) that the most recent update used."""
@@ -173,7 +175,8 @@ class Optimizer:
 
     def describe(self) -> str:
         parts = [] if self.line_search else [self.lr.describe()]
-        parts += [f"{k}={v:g}" for k, v in self.hyper if k != "line_search" and (self.line_search or k not in _LINE_SEARCH)]
+        shown = [(k, v) for k, v in self.hyper if k != "line_search" and (self.line_search or k not in _LINE_SEARCH)]
+        parts += [f"{k}={v:g}" for k, v in shown]
         parts += ["line search"] if self.line_search else []
         return f"{self.name}[{self.variant}]({', '.join(parts)})"
 
@@ -181,7 +184,9 @@ class Optimizer:
         return {
             "name": self.name,
             "variant": self.variant,
-            "schedule": {"kind": self.lr.kind, "lr": self.lr.lr, "warmup_steps": self.lr.warmup_steps, **dict(self.lr.settings)},
+            "schedule": {
+                "kind": self.lr.kind, "lr": self.lr.lr, "warmup_steps": self.lr.warmup_steps, **dict(self.lr.settings)
+            },
             **dict(self.hyper),
         }
 
@@ -372,7 +377,7 @@ def adagrad(lr: Schedule | float = 0.1, eps: float = 1e-10) -> Optimizer:
     """AdaGrad: v ← v + g²; φ ← φ - α g / √(v + ε), v_0 = 0 (Duchi et al., 2011).
 
     ε inside the root (optax ``scale_by_rss``); PyTorch adds it outside, which
-    differs only where v is of the order of ε².
+    differs noticeably only where v is of the order of ε or below.
     """
     return make_optimizer("adagrad", lr=lr, eps=eps)
 

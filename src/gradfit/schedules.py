@@ -38,6 +38,9 @@ class Schedule:
         return jnp.where(count < self.warmup_steps, ramp, base)
 
     def _base(self, t):
+        # optax divides the count by the step length, and an int32 count divides to
+        # float32: a float64 fit would get its rates rounded to float32.
+        t = jnp.asarray(t, jnp.result_type(float))
         s = dict(self.settings)
         if self.kind == "constant":
             return jnp.full_like(t, self.lr, dtype=jnp.result_type(float))
@@ -81,6 +84,8 @@ def cosine(lr: float, steps: int, floor: float = 0.0) -> Schedule:
     """α_t = α (floor + (1 - floor) · ½(1 + cos(π min(t, T) / T))), T = ``steps``."""
     if steps < 1:
         raise GradfitError(f"a cosine schedule needs steps >= 1, not {steps}")
+    if not 0 <= floor <= 1:  # below 0 the rate would end negative and climb the loss
+        raise GradfitError(f"a cosine schedule's floor is a fraction of lr in [0, 1], not {floor}")
     return Schedule("cosine", float(lr), (("steps", int(steps)), ("floor", float(floor))))
 
 
