@@ -138,7 +138,7 @@ def test_ragged_batches_compile_once():
 def _plans(data):
     # the plan the fits above used: one shape for every cap, so one compiled chunk
     objective = gf.Objective(gf.linear(1), gf.normal())
-    yield loop._Plan(objective, gf.sgd(0.01), True, False, loop._chunk_steps(5, 1, True, 5), 1)
+    yield loop._Plan(objective, gf.sgd(0.01), True, False, loop._chunk_steps(5, 1, True, 5), 1, data.x.size)
 
 
 def test_minibatch_history_stride_is_per_epoch_when_asked():

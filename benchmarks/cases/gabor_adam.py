@@ -30,7 +30,7 @@ def _data(p: dict[str, Any]):
     return gradfit.gabor_data(seed=p["seed"], n=p["n"], s=p["s"])
 
 
-def _gradfit(p: dict[str, Any], data) -> Run:
+def _gradfit(p: dict[str, Any], data, every: int = 1) -> Run:
     import gradfit
 
     model, loss = gradfit.gabor(s=p["s"]), gradfit.normal()
@@ -39,7 +39,8 @@ def _gradfit(p: dict[str, Any], data) -> Run:
     fit = gradfit.fit  # import the loop module now, so the first call times tracing and compiling only
 
     def run() -> np.ndarray:
-        return fit(model, loss, data, opt, init=init, steps=p["steps"], tol=0, dtype="float64").x
+        return fit(model, loss, data, opt, init=init, steps=p["steps"], tol=0, dtype="float64",
+                   history_every=every).x
 
     return run
 
@@ -195,7 +196,8 @@ def build(p: dict[str, Any]) -> Problem:
         jax.block_until_ready(jax.numpy.zeros(()) + 1)
     data = _data(p)
     tools = [
-        Tool("gradfit", "gradfit.fit", lambda: _gradfit(p, data), jax=True),
+        Tool("gradfit", "gradfit.fit (history every step)", lambda: _gradfit(p, data), jax=True),
+        Tool("gradfit_every100", "gradfit.fit, history every 100 steps", lambda: _gradfit(p, data, 100), jax=True),
         Tool("jax_scan", "JAX lax.scan, hand-written Adam", lambda: _jax_scan(p, data), jax=True),
         Tool("jax_scan_history", "JAX lax.scan + history and stop checks", lambda: _jax_scan(p, data, True),
              jax=True),
@@ -209,11 +211,16 @@ def build(p: dict[str, Any]) -> Problem:
         baseline="gradfit",
         targets=[
             Target("gradfit per step at most 1.2× the hand-written scan", "gradfit", "jax_scan", "<=", 1.2),
+            Target("gradfit, history every 100 steps, at most 1.2× the hand-written scan", "gradfit_every100",
+                   "jax_scan", "<=", 1.2),
+            Target("gradfit, history every step, at most 1.2× a hand scan keeping the same history", "gradfit",
+                   "jax_scan_history", "<=", 1.2),
             Target("gradfit at least 30× faster than torch", "torch", "gradfit", ">=", 30.0),
             Target("gradfit at least 5× faster than numpy", "numpy", "gradfit", ">=", 5.0),
         ],
         agreements=[
             Agreement("jax_scan", "gradfit", 1e-10),
+            Agreement("gradfit_every100", "gradfit", 1e-12),
             Agreement("jax_scan_history", "gradfit", 1e-10),
             Agreement("optax", "gradfit", 1e-10),
             Agreement("torch", "gradfit", 1e-8, required=False),
@@ -224,6 +231,10 @@ def build(p: dict[str, Any]) -> Problem:
             "gradfit's time per call includes its per-call work on the host (checking inputs, "
             "building the start state, assembling the FitResult and its history), not only the "
             "compiled loop; per step is the median call over the steps.",
+            "the bare hand scan computes neither the loss nor any history; gradfit's default records "
+            "φ, the full-data loss, the gradient norm and the rate after every step, and checks for "
+            "convergence and non-finite values, which on 30 points costs about as much again as the "
+            "model's own gradient (the loss alone is a second pass of sin and exp over the data).",
             f"torch runs with torch.set_num_threads({cpu_count()}), torch.optim.Adam's defaults otherwise.",
         ],
     )

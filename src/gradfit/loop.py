@@ -53,6 +53,8 @@ class _Plan:
     batched: bool
     groups: int
     every: int
+    data_size: int = 1  # rows × columns of x, to size the loss pass after the loop
+    starts: int = 0
 
 
 def default_dtype() -> str:
@@ -218,124 +220,165 @@ def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
 # -- the compiled chunk ----------------------------------------------------------------
 
 
-def _step_fn(plan: _Plan):
-    """One step for one start: ``step(carry, s, batch, x, y, tol, total, record)``.
+def _step_fns(plan: _Plan):
+    """The two kinds of step for one start, as pure functions of (θ, state).
 
-    ``record`` is static: a recording step also returns a history row, packed as
-    [φ..., loss, grad norm, rate, step, valid] so a step writes one row, not five.
+    ``record(θ, state, batch)`` also returns a history row [φ..., |g|², α]: the squared
+    full-data gradient norm at θ, and the rate of the update it takes. The full-data
+    losses of the recorded rows are computed after the loop, all at once, so a step
+    does not pay for a second pass over the data that its update does not need.
+    ``plain(θ, state, batch)`` only updates. Neither checks anything: the chunk checks
+    a block of rows at once, which costs a few operations a block instead of a dozen a
+    step (on small problems each compiled operation costs as much as the model).
     """
     objective, optimizer = plan.objective, plan.optimizer
     full_vg = jax.value_and_grad(objective.value)
+    full_grad = jax.grad(objective.value)
     batch_vg = jax.value_and_grad(objective.batch_value)
     free_metrics = not plan.minibatch and not optimizer.looks_ahead
 
-    def live_step(carry, batch, x, y, tol, record):
-        theta, prev, state, done, code, n = carry
-        nan = jnp.full((), jnp.nan, theta.dtype)
+    def direction(theta, state, batch, x, y):
+        """The gradient the rule uses, and the objective a line search would probe."""
+        point = optimizer.gradient_point(theta, state)
+        if plan.minibatch:
+            idx, mask = batch
+            return batch_vg(point, x, y, idx, mask)[1], lambda p: objective.batch_value(p, x, y, idx, mask)
+        return full_vg(point, x, y)[1], lambda p: objective.value(p, x, y)
+
+    def update(theta, state, grad, value_fn):
+        updates, state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
+        return theta + updates, state
+
+    def plain(theta, state, batch, x, y):
+        grad, value_fn = direction(theta, state, batch, x, y)
+        return update(theta, state, grad, value_fn)
+
+    def record(theta, state, batch, x, y):
         if free_metrics:
-            loss, grad = full_vg(theta, x, y)
-            gnorm = jnp.sqrt(jnp.sum(grad * grad))
-            point_loss, checked = loss, True
-
-            def value_fn(p):
-                return objective.value(p, x, y)
+            grad = full_grad(theta, x, y)
+            grad_at_theta, value_fn = grad, (lambda p: objective.value(p, x, y))
         else:
-            point = optimizer.gradient_point(theta, state)
-            if plan.minibatch:
-                idx, mask = batch
+            grad_at_theta = full_grad(theta, x, y)
+            grad, value_fn = direction(theta, state, batch, x, y)
+        new_theta, state = update(theta, state, grad, value_fn)
+        rate = optimizer.last_lr(state).astype(theta.dtype)
+        row = jnp.concatenate([theta, jnp.stack([jnp.sum(grad_at_theta * grad_at_theta), rate])])
+        return new_theta, state, row
 
-                def value_fn(p):
-                    return objective.batch_value(p, x, y, idx, mask)
+    return record, plain
 
-                point_loss, grad = batch_vg(point, x, y, idx, mask)
-            else:
 
-                def value_fn(p):
-                    return objective.value(p, x, y)
+#: How many recorded steps run between two checks for a stop, and how many of them
+#: the compiled loop unrolls.
+BLOCK = 16
+UNROLL = 4
 
-                point_loss, grad = full_vg(point, x, y)
-            if record:
-                loss, full_grad = full_vg(theta, x, y)
-                gnorm = jnp.sqrt(jnp.sum(full_grad * full_grad))
-            else:
-                loss = gnorm = nan
-            checked = record
 
-        updates, new_state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
-        new_theta = theta + updates
-        loss_ok = jnp.isfinite(point_loss) & (jnp.isfinite(loss) if checked else True)
-        grad_ok = jnp.all(jnp.isfinite(grad))
-        step_ok = jnp.all(jnp.isfinite(new_theta))
-        live = ~done
-        bad = live & ~(loss_ok & grad_ok & step_ok)
-        conv = (live & ~bad & (gnorm <= tol) & (tol > 0)) if checked else False  # tol 0: every step
-        move = live & ~bad & ~conv
-        back = live & ~loss_ok & (n > 0)  # a point whose loss is not finite: return to the last finite one
-        why = jnp.where(~loss_ok, DIV_LOSS, jnp.where(~grad_ok, DIV_GRAD, DIV_PARAMS))
-        carry = (
-            jnp.where(move, new_theta, jnp.where(back, prev, theta)),
-            jnp.where(move, theta, prev),
-            new_state,  # read only while the start moves, so it need not be masked
-            done | bad | conv,
-            jnp.where(bad, why, jnp.where(conv, CONVERGED, code)),
-            n + move.astype(n.dtype) - back.astype(n.dtype),
-        )
-        if not record:
-            return carry, None
-        lr = jnp.where(move, optimizer.last_lr(new_state).astype(theta.dtype), nan)
-        valid = (live & loss_ok).astype(theta.dtype)
-        row = jnp.concatenate([theta, jnp.stack([loss, gnorm, lr, n.astype(theta.dtype), valid])])
-        return carry, row
+def _first_stop(rows, in_range, tol, size):
+    """The first row of a block (K, [S,] P+2) at which a fit stops, if any.
 
-    return live_step
+    Returns (any stop, its row index, its code): a row stops the fit when its gradient
+    or parameters are not finite (diverged; the fit keeps the row before) or when
+    tol > 0 and its gradient norm is at most tol (converged, at that row).
+    """
+    theta, g2 = rows[..., :size], rows[..., size]
+    theta_ok = jnp.all(jnp.isfinite(theta), axis=-1)
+    finite = theta_ok & jnp.isfinite(g2)
+    conv = (tol > 0) & (g2 <= tol * tol)
+    in_range = jnp.reshape(in_range, in_range.shape + (1,) * (g2.ndim - 1))
+    event = in_range & (~finite | conv)
+    first = jnp.argmax(event, axis=0)
+    pick = lambda a: jnp.take_along_axis(a, first[None], axis=0)[0]  # noqa: E731
+    code = jnp.where(pick(finite), CONVERGED, jnp.where(~pick(theta_ok), DIV_PARAMS, DIV_GRAD))
+    return jnp.any(event, axis=0), first, code
+
+
+def _first_bad_loss(losses, limit):
+    """The first row before ``limit`` whose loss is not finite: (any, index)."""
+    index = jnp.arange(losses.shape[0]).reshape((-1,) + (1,) * (losses.ndim - 1))
+    event = ~jnp.isfinite(losses) & (index < limit)
+    return jnp.any(event, axis=0), jnp.argmax(event, axis=0)
 
 
 @lru_cache(maxsize=64)
 def _runner(plan: _Plan):
-    """The compiled pieces of one plan: init, a chunk of steps, and the final metrics."""
-    live_step = _step_fn(plan)
-    optimizer, every = plan.optimizer, plan.every
-
-    step = live_step
+    """The compiled pieces of one plan: the start state, and a chunk of steps."""
+    record, plain = _step_fns(plan)
     if plan.batched:
-        step = jax.vmap(live_step, in_axes=(0, None, None, None, None, None))
-
-    def all_done(carry):
-        return jnp.all(carry[3])
+        record = jax.vmap(record, in_axes=(0, 0, None, None, None))
+        plain = jax.vmap(plain, in_axes=(0, 0, None, None, None))
+    optimizer, every = plan.optimizer, plan.every
+    blocks = -(-plan.groups // BLOCK)
 
     def chunk(carry, start, total, batches, x, y, tol):
-        # A while loop over groups of `every` steps, each opening with a recording step:
-        # it ends at the step cap or once every start has stopped, so padding steps
-        # and steps after convergence cost nothing.
-        size = carry[0].shape[-1] + 5
-        rows = jnp.zeros((plan.groups, *carry[0].shape[:-1], size), carry[0].dtype)
+        # carry: θ, optimiser state, stopped?, stop code, stop step (per start)
+        size = carry[0].shape[-1]
+        rows = jnp.full((blocks * BLOCK, *carry[0].shape[:-1], size + 2), jnp.nan, carry[0].dtype)
         n_groups = jnp.minimum(plan.groups, (total - start + every - 1) // every)
 
-        def batch_at(g, j):
-            return None if batches is None else (batches[0][g, j], batches[1][g, j])
+        def batch_at(g, e):
+            return None if batches is None else (batches[0][g, e], batches[1][g, e])
 
-        def group(state):
-            g, carry, rows = state
+        def group(g, state):
+            theta, opt_state, rows = state
             s0 = start + g * every
-            carry, row = step(carry, batch_at(g, 0), x, y, tol, True)
+            theta, opt_state, row = record(theta, opt_state, batch_at(g, 0), x, y)
+            rows = lax.dynamic_update_index_in_dim(rows, row, g, 0)
             if every > 1:
-                def inner(inner_state):
-                    j, c = inner_state
-                    return j + 1, step(c, batch_at(g, j), x, y, tol, False)[0]
+                def step(e, c):
+                    return plain(c[0], c[1], batch_at(g, e), x, y)
 
-                def more(inner_state):
-                    j, c = inner_state
-                    return (j < every) & (s0 + j < total) & ~all_done(c)
+                theta, opt_state = lax.fori_loop(1, jnp.minimum(every, total - s0), step, (theta, opt_state))
+            return theta, opt_state, rows
 
-                _, carry = lax.while_loop(more, inner, (jnp.asarray(1), carry))
-            return g + 1, carry, rows.at[g].set(row)
+        def block(state):
+            b, (theta, opt_state, done, code, n), rows = state
+            g0 = b * BLOCK
+            # A whole block runs as a static loop, unrolled, which XLA runs faster than a
+            # loop of unknown length; only the last, partial block takes the other path.
+            full = g0 + BLOCK <= n_groups
+            theta, opt_state, rows = lax.cond(
+                full,
+                lambda c: lax.fori_loop(0, BLOCK, lambda j, cj: group(g0 + j, cj), c, unroll=UNROLL),
+                lambda c: lax.fori_loop(g0, jnp.minimum(g0 + BLOCK, n_groups), group, c),
+                (theta, opt_state, rows),
+            )
+            window = lax.dynamic_slice_in_dim(rows, g0, BLOCK)
+            stop, first, why = _first_stop(window, g0 + jnp.arange(BLOCK) < n_groups, tol, size)
+            new = stop & ~done
+            converged = why == CONVERGED
+            at = start + (g0 + first - jnp.where(converged, 0, 1)) * every  # diverged: the row before
+            carry = (theta, opt_state, done | new, jnp.where(new, why, code).astype(code.dtype),
+                     jnp.where(new, at, n).astype(n.dtype))
+            return b + 1, carry, rows
 
-        def more_groups(state):
-            g, carry, _ = state
-            return (g < n_groups) & ~all_done(carry)
+        def more(state):
+            b, carry, _ = state
+            return (b * BLOCK < n_groups) & ~jnp.all(carry[2])
 
-        _, carry, rows = lax.while_loop(more_groups, group, (jnp.asarray(0), carry, rows))
-        return carry, rows, final(carry[0], x, y)
+        _, carry, rows = lax.while_loop(more, block, (jnp.asarray(0), carry, rows))
+        rows = rows[: plan.groups]
+        losses = _row_losses(rows[..., :size], x, y)
+        # A non-finite loss stops the fit too, at the row before it (rows past a stop,
+        # or past the cap, were not run, and do not count).
+        theta, opt_state, done, code, n = carry
+        limit = jnp.where(done, (n - start) // every + 1, n_groups)
+        bad, first = _first_bad_loss(losses, limit)
+        carry = (theta, opt_state, done | bad, jnp.where(bad, DIV_LOSS, code).astype(code.dtype),
+                 jnp.where(bad, start + (first - 1) * every, n).astype(n.dtype))
+        return carry, rows, losses, final(carry[0], x, y)
+
+    def row_loss(theta, x, y):
+        return plan.objective.value(theta, x, y)
+
+    if plan.batched:
+        row_loss = jax.vmap(row_loss, in_axes=(0, None, None))
+    # A few rows at a time over large data, all at once over small: memory stays near
+    # a few passes over the data either way.
+    per_pass = max(1, (1 << 22) // max(1, plan.data_size * (plan.starts or 1)))
+
+    def _row_losses(thetas, x, y):
+        return lax.map(lambda t: row_loss(t, x, y), thetas, batch_size=min(per_pass, plan.groups))
 
     def metrics(theta, x, y):
         value, grad = jax.value_and_grad(plan.objective.value)(theta, x, y)
@@ -344,8 +387,8 @@ def _runner(plan: _Plan):
     final = jax.vmap(metrics, in_axes=(0, None, None)) if plan.batched else metrics
 
     def init(theta):
-        running = jnp.asarray(RUNNING, jnp.int32)
-        return (theta, theta, optimizer.init(theta), jnp.asarray(False), running, jnp.zeros((), jnp.int32))
+        return (theta, optimizer.init(theta), jnp.asarray(False), jnp.asarray(RUNNING, jnp.int32),
+                jnp.zeros((), jnp.int32))
 
     if plan.batched:
         init = jax.vmap(init)
@@ -371,29 +414,33 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
     float_t = np.float64 if dtype == "float64" else np.float32
     minibatch = batch_size is not None
     length = _chunk_steps(total, every, minibatch, per_epoch)
-    plan = _Plan(objective, optimizer, minibatch, batched, length // every, every)
+    plan = _Plan(objective, optimizer, minibatch, batched, length // every, every, data.x.size,
+                 len(starts) if batched else 0)
     init, run_chunk = _runner(plan)
 
-    x, y = jax.device_put((data.x.astype(float_t), data.y.astype(float_t)))
-    carry = init(jax.device_put(starts.astype(float_t) if batched else starts[0].astype(float_t)))
+    # numpy arguments go through jit's fast C++ path: cheaper than a Python device_put
+    x, y = data.x.astype(float_t, copy=False), data.y.astype(float_t, copy=False)
+    if x.size + y.size > 1 << 16:  # large data: onto the device once, not at every chunk
+        x, y = jax.device_put((x, y))
+    carry = init(starts.astype(float_t) if batched else starts[0].astype(float_t))
     tol_arr = float_t(tol)
     batches = _BatchSource(len(data), batch_size, seed) if minibatch else None
 
-    rows = []
+    rows, losses = [], []
     done_steps = 0
     while True:
         batch = None
         if minibatch:
             bidx, bmask = batches.steps(done_steps, length)
             batch = (bidx.reshape(plan.groups, every, batch_size), bmask.reshape(plan.groups, every, batch_size))
-        carry, chunk_rows, final = run_chunk(carry, done_steps, total, batch, x, y, tol_arr)
-        done, chunk_rows, final, theta, code, n = jax.device_get(
-            (carry[3], chunk_rows, final, carry[0], carry[4], carry[5]))
+        carry, chunk_rows, chunk_losses, final = run_chunk(carry, done_steps, total, batch, x, y, tol_arr)
+        done, chunk_rows, chunk_losses, final, theta, code, n = jax.device_get(
+            (carry[2], chunk_rows, chunk_losses, final, carry[0], carry[3], carry[4]))
         rows.append(chunk_rows)
+        losses.append(chunk_losses)
         done_steps += length
         if progress is not None:
-            losses = chunk_rows[..., -5][chunk_rows[..., -1] > 0]
-            best = float(np.nanmin(losses)) if np.isfinite(losses).any() else float("nan")
+            best = float(np.nanmin(chunk_losses)) if np.isfinite(chunk_losses).any() else float("nan")
             progress(min(done_steps, total), total, best)
         if done_steps >= total or bool(np.all(done)):
             break
@@ -401,13 +448,16 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
     final_loss, final_gnorm = final
     elapsed = time.perf_counter() - t0
     rows = np.concatenate(rows, axis=0)
+    losses = np.concatenate(losses, axis=0)
     common = (objective, optimizer, data, total, every, tol, seed, batch_size, epochs, dtype, elapsed)
     if batched:
         return MultiFit(tuple(
-            _result(rows[:, s], theta[s], int(code[s]), int(n[s]), float(final_loss[s]), float(final_gnorm[s]), *common)
+            _result(rows[:, s], losses[:, s], theta[s], starts[s], bool(done[s]), int(code[s]), int(n[s]),
+                    float(final_loss[s]), float(final_gnorm[s]), *common)
             for s in range(theta.shape[0])
         ))
-    return _result(rows, theta, int(code), int(n), float(final_loss), float(final_gnorm), *common)
+    return _result(rows, losses, theta, starts[0], bool(done), int(code), int(n), float(final_loss), float(final_gnorm),
+                   *common)
 
 
 class _BatchSource:
@@ -438,21 +488,33 @@ class _BatchSource:
         return idx, mask
 
 
-def _result(rows, theta, code, n, final_loss, final_gnorm, objective, optimizer, data, total, every,
-            tol, seed, batch_size, epochs, dtype, elapsed) -> FitResult:
+def _result(rows, row_losses, theta, start_theta, done, code, n, final_loss, final_gnorm, objective, optimizer,
+            data, total, every, tol, seed, batch_size, epochs, dtype, elapsed) -> FitResult:
     model = objective.model
-    rows = rows[rows[:, -1] > 0].astype(float)
-    params, loss, gnorm, lr = rows[:, :-5], rows[:, -5], rows[:, -4], rows[:, -3]
-    step = rows[:, -2].astype(np.int64)
-    theta = np.asarray(theta, dtype=float)
-    if len(step) == 0 or step[-1] != n:
-        if np.isfinite(final_loss):
+    size = model.size
+    rows = np.asarray(rows, dtype=float)
+    step = np.arange(len(rows)) * every
+    last = n if done else total - 1
+    keep = step <= last
+    rows, step, loss = rows[keep], step[keep], np.asarray(row_losses, dtype=float)[keep]
+    params, gnorm, lr = rows[:, :size], np.sqrt(rows[:, size]), rows[:, size + 1].copy()
+    if done and len(step):  # the fit stopped at a recorded row: the result is that row
+        theta, final_loss, final_gnorm = params[-1], loss[-1], gnorm[-1]
+    elif done:  # not finite at the start: nothing to keep but the start itself
+        theta, final_loss, final_gnorm, n = start_theta, np.nan, np.nan, 0
+    elif np.isfinite(final_loss) and np.isfinite(final_gnorm) and np.all(np.isfinite(theta)):
+        n = total
+        if len(step) == 0 or step[-1] != n:
             step = np.append(step, n)
-            params = np.vstack([params, theta[None, :]])
+            params = np.vstack([params, np.asarray(theta, float)[None, :]])
             loss, gnorm, lr = np.append(loss, final_loss), np.append(gnorm, final_gnorm), np.append(lr, np.nan)
-    else:
-        lr = lr.copy()
+    else:  # the last update left the finite world: keep the last recorded row
+        code = DIV_PARAMS if not np.all(np.isfinite(theta)) else (DIV_LOSS if not np.isfinite(final_loss) else DIV_GRAD)
+        n = int(step[-1])
+        theta, final_loss, final_gnorm = params[-1], loss[-1], gnorm[-1]
+    if len(lr):
         lr[-1] = np.nan
+    theta = np.asarray(theta, dtype=float)
     if code == CONVERGED:
         status, why = "converged", f"converged: gradient norm {final_gnorm:.3g} <= tol {tol:g} after {n} steps"
     elif code == RUNNING:
@@ -461,9 +523,10 @@ def _result(rows, theta, code, n, final_loss, final_gnorm, objective, optimizer,
                else f"reached the step cap ({total} steps)")
     else:
         status = "diverged"
-        why = (f"diverged at step {n + 1}: {_DIVERGED_WHAT[code]} became non-finite; "
+        by = f"at step {n + 1}" if every == 1 else f"by step {n + every}"
+        why = (f"diverged {by}: {_DIVERGED_WHAT[code]} became non-finite; "
                f"kept the last finite parameters, after {n} steps")
-        if n == 0 and not np.isfinite(final_loss):
+        if n == 0 and len(step) == 0:
             why = f"diverged: {_DIVERGED_WHAT[code]} is not finite at the start; choose another start"
     history = History(step=step, params=params, loss=loss, grad_norm=gnorm, lr=lr)
     return FitResult(
