@@ -54,7 +54,7 @@ def test_json_has_the_expected_fields(quick_results):
     assert case["params"]["steps"] == 20 and case["params"]["n"] == 8
     assert case["baseline"] == "gradfit" and case["steps_per_call"] == 20
     tools = {row["name"]: row for row in case["tools"]}
-    assert set(tools) == {"gradfit", "jax_scan", "jax_scan_history", "optax", "torch", "numpy"}
+    assert set(tools) == {"gradfit", "gradfit_every100", "jax_scan", "jax_scan_history", "optax", "torch", "numpy"}
     for name, row in tools.items():
         if row["skipped"]:  # an optional peer that is not installed
             assert name == "torch"
@@ -67,12 +67,13 @@ def test_json_has_the_expected_fields(quick_results):
         assert row["py_heap_peak_kib"] >= 0
     assert tools["gradfit"]["ratio_to_baseline"] == 1.0
 
-    assert [t["denominator"] for t in case["targets"]] == ["jax_scan", "gradfit", "gradfit"]
+    assert [t["denominator"] for t in case["targets"]] == [
+        "jax_scan", "jax_scan", "jax_scan_history", "gradfit", "gradfit"]
     for target in case["targets"]:
         assert {"text", "ratio", "op", "bound", "met"} <= set(target)
         assert target["ratio"] is None or target["ratio"] > 0
     required = [c for c in case["checks"] if c["required"]]
-    assert {c["tool"] for c in required} == {"jax_scan", "jax_scan_history", "optax"}
+    assert {c["tool"] for c in required} == {"jax_scan", "gradfit_every100", "jax_scan_history", "optax"}
     assert all(c["passed"] for c in required)
 
 
@@ -82,8 +83,9 @@ def test_markdown_has_the_table(quick_results):
     assert text.startswith("# gradfit benchmarks (quick)")
     assert "## gabor_adam" in text
     assert "| tool | first call | median | min | max | per step | × baseline |" in text
-    for label in ("gradfit.fit (baseline)", "JAX lax.scan, hand-written Adam", "optax.adam in lax.scan",
-                  "numpy, hand gradient"):
+    labels = ("gradfit.fit (history every step) (baseline)", "JAX lax.scan, hand-written Adam",
+              "optax.adam in lax.scan", "numpy, hand gradient")
+    for label in labels:
         assert f"| {label} |" in text
     assert "| target | measured | met |" in text
 
