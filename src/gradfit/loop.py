@@ -1,18 +1,19 @@
 """The fit loop: compiled steps and epochs, history, stopping, many starts at once.
 
-The loop runs in chunks of a fixed number of steps. Each chunk is one compiled call:
-a ``lax.scan`` over groups of ``history_every`` steps, each group a ``lax.scan`` over
-its steps, so the history keeps one entry a group without storing every step. All
-chunks have one shape (a short last chunk is padded with inactive steps, a short
-last mini-batch with masked rows), so a fit compiles once. Between chunks the host
-draws the next epochs' permutations, reports progress, and stops early once every
-start has converged or diverged.
+The loop runs in chunks of a fixed number of steps, each one jitted call. Inside a
+chunk, a while loop runs blocks of 16 *groups*; a group is one recording step (which
+writes a history row [φ, |g|², α]) and ``history_every - 1`` plain steps. After each
+block, the block's rows are checked at once: a non-finite gradient or parameter
+stops a start (diverged, keeping the row before), a gradient norm at most ``tol``
+stops it (converged, at that row). After the while loop the full-data losses of all
+recorded rows are computed in one batched pass, and a non-finite loss stops the fit
+at the row before it. Checking a block at a time, and computing losses after the
+loop, keep each step to the model's gradient, the update and one row write.
 
-Per step, for each start (vmapped over starts):
-1. evaluate L and g at φ (or at the optimiser's look-ahead point, or on the batch);
-2. stop if anything is not finite (diverged: keep the last finite φ) or if the
-   full-data gradient norm is at most ``tol`` (converged);
-3. otherwise apply the optimiser's update.
+Every chunk of a plan has one shape (a short last mini-batch is padded with masked
+rows, and the step cap is a runtime argument), so a plan compiles once. Between
+chunks the host draws the next epochs' permutations, reports progress, and stops
+once every start has stopped. Many starts run together under ``vmap``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def fit(
         Stop once the full-data gradient norm is at most tol; 0 runs every step.
     history_every
         Record φ, the full-data loss and gradient norm every this many steps
-        (default 1 for full batch, once per epoch for mini-batches).
+        (default 1; once per epoch for mini-batches of data over 2,048 rows, where each
+        record costs a full pass over the data).
     dtype
         ``"float64"`` (default on CPU) or ``"float32"``. The fit runs under JAX's x64
         setting for its own duration only; the caller's setting is left as it was.
@@ -127,7 +129,7 @@ def fit(
     total = _step_cap(steps, epochs, per_epoch)
     if not tol >= 0:
         raise GradfitError(f"tol must be >= 0, not {tol}")
-    every = history_every if history_every is not None else (per_epoch if minibatch and n > 10_000 else 1)
+    every = history_every if history_every is not None else (per_epoch if minibatch and n > 2048 else 1)
     if int(every) != every or every < 1:
         raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
     every = int(every)
