@@ -360,7 +360,7 @@ def _runner(plan: _Plan):
 
         _, carry, rows = lax.while_loop(more, block, (jnp.asarray(0), carry, rows))
         rows = rows[: plan.groups]
-        losses = _row_losses(rows[..., :size], x, y)
+        losses = _row_losses(rows[..., :size], n_groups, x, y)
         # A non-finite loss stops the fit too, at the row before it (rows past a stop,
         # or past the cap, were not run, and do not count).
         theta, opt_state, done, code, n = carry
@@ -375,12 +375,23 @@ def _runner(plan: _Plan):
 
     if plan.batched:
         row_loss = jax.vmap(row_loss, in_axes=(0, None, None))
-    # A few rows at a time over large data, all at once over small: memory stays near
-    # a few passes over the data either way.
-    per_pass = max(1, (1 << 22) // max(1, plan.data_size * (plan.starts or 1)))
+    # Small data: all rows in one batched pass. Large data: one row at a time, each a
+    # full pass over the data, skipping the rows that were not run (memory stays at
+    # one pass, and no pass is spent on padding).
+    per_pass = (1 << 22) // max(1, plan.data_size * (plan.starts or 1))
 
-    def _row_losses(thetas, x, y):
-        return lax.map(lambda t: row_loss(t, x, y), thetas, batch_size=min(per_pass, plan.groups))
+    def _row_losses(thetas, n_rows, x, y):
+        if per_pass >= plan.groups:
+            return jax.vmap(row_loss, in_axes=(0, None, None))(thetas, x, y)
+        if per_pass > 1:
+            return lax.map(lambda t: row_loss(t, x, y), thetas, batch_size=per_pass)
+
+        def one(inp):
+            i, t = inp
+            skip = jnp.full(t.shape[:-1], jnp.nan, t.dtype)
+            return lax.cond(i < n_rows, lambda: row_loss(t, x, y), lambda: skip)
+
+        return lax.map(one, (jnp.arange(plan.groups), thetas))
 
     def metrics(theta, x, y):
         value, grad = jax.value_and_grad(plan.objective.value)(theta, x, y)
