@@ -248,3 +248,9 @@ def test_model_with_a_scalar_output():
     model = gf.custom(lambda x, p: p["a"] * x.sum(), ["a"])
     with pytest.raises(gf.GradfitError, match="one output per example"):
         gf.fit(model, "normal", (X, Y), gf.gd(0.01))
+
+
+def test_stride_longer_than_the_fit_records_start_and_end():
+    result = gf.fit("linear", "normal", (X, Y), gf.gd(0.01), steps=30, tol=0, history_every=10**9)
+    assert result.history.step.tolist() == [0, 30]
+    assert result.steps == 30

@@ -132,7 +132,7 @@ def fit(
     every = history_every if history_every is not None else (per_epoch if minibatch and n > 2048 else 1)
     if int(every) != every or every < 1:
         raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
-    every = int(every)
+    every = min(int(every), max(total, 1))  # a stride past the cap records the start only
     starts, batched = _starts(model, init, seed)
 
     with jax.enable_x64(dtype == "float64"):
@@ -439,19 +439,24 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
     tol_arr = float_t(tol)
     batches = _BatchSource(len(data), batch_size, seed) if minibatch else None
 
+    def chunk_batches(first_step):
+        if not minibatch:
+            return None
+        bidx, bmask = batches.steps(first_step, length)
+        return bidx.reshape(plan.groups, every, batch_size), bmask.reshape(plan.groups, every, batch_size)
+
     rows, losses = [], []
     done_steps = 0
+    batch = chunk_batches(0)
     while True:
-        batch = None
-        if minibatch:
-            bidx, bmask = batches.steps(done_steps, length)
-            batch = (bidx.reshape(plan.groups, every, batch_size), bmask.reshape(plan.groups, every, batch_size))
         carry, chunk_rows, chunk_losses, final = run_chunk(carry, done_steps, total, batch, x, y, tol_arr)
+        done_steps += length
+        # JAX runs the chunk asynchronously: draw the next chunk's batches meanwhile.
+        batch = chunk_batches(done_steps) if done_steps < total else None
         done, chunk_rows, chunk_losses, final, theta, code, n = jax.device_get(
             (carry[2], chunk_rows, chunk_losses, final, carry[0], carry[3], carry[4]))
         rows.append(chunk_rows)
         losses.append(chunk_losses)
-        done_steps += length
         if progress is not None:
             best = float(np.nanmin(chunk_losses)) if np.isfinite(chunk_losses).any() else float("nan")
             progress(min(done_steps, total), total, best)
