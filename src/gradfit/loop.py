@@ -465,17 +465,53 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
 
     final_loss, final_gnorm = final
     elapsed = time.perf_counter() - t0
-    rows = np.concatenate(rows, axis=0)
-    losses = np.concatenate(losses, axis=0)
-    common = (objective, optimizer, data, total, every, tol, seed, batch_size, epochs, dtype, elapsed)
+    rows = np.concatenate(rows, axis=0).astype(float)
+    losses = np.concatenate(losses, axis=0).astype(float)
+    if not batched:  # one start: the same code, with a starts axis of length 1
+        rows, losses, theta = rows[:, None], losses[:, None], np.asarray(theta)[None]
+        done, code, n, final_loss, final_gnorm = (np.asarray(a)[None] for a in (done, code, n, final_loss, final_gnorm))
+    ends = _outcomes(rows, losses, np.asarray(theta, float), np.asarray(starts, float), np.asarray(done),
+                     np.asarray(code), np.asarray(n), np.asarray(final_loss, float), np.asarray(final_gnorm, float),
+                     total, every, objective.model.size)
+    context = (objective, optimizer, data, total, every, tol, seed, batch_size, epochs, dtype, elapsed)
+
+    def build(s: int) -> FitResult:
+        return _result(rows[:, s], losses[:, s], {k: v[s] for k, v in ends.items()}, *context)
+
     if batched:
-        return MultiFit(tuple(
-            _result(rows[:, s], losses[:, s], theta[s], starts[s], bool(done[s]), int(code[s]), int(n[s]),
-                    float(final_loss[s]), float(final_gnorm[s]), *common)
-            for s in range(theta.shape[0])
-        ))
-    return _result(rows, losses, theta, starts[0], bool(done), int(code), int(n), float(final_loss), float(final_gnorm),
-                   *common)
+        return MultiFit.lazy(len(starts), build, ends["theta"], ends["loss"])
+    return build(0)
+
+
+def _outcomes(rows, losses, theta, starts, done, code, n, final_loss, final_gnorm, total, every, size):
+    """Where each start ended, for all starts at once (rows: (R, S, P+2), the rest (S, ...)).
+
+    A start that stopped ends at its stop row (or at its start, if even that was not
+    finite); one that ran to the cap ends at the final θ, or at its last recorded row
+    if the last updates left the finite numbers.
+    """
+    starts_axis = np.arange(rows.shape[1])
+    kept = np.where(done, np.floor_divide(n, every) + 1, (total - 1) // every + 1)
+    kept = np.clip(kept, 0, rows.shape[0])
+    last = np.maximum(kept - 1, 0)
+    row_theta = rows[last, starts_axis, :size]
+    row_loss = losses[last, starts_axis]
+    row_gnorm = np.sqrt(rows[last, starts_axis, size])
+    theta_ok = np.all(np.isfinite(theta), axis=1)
+    final_ok = np.isfinite(final_loss) & np.isfinite(final_gnorm) & theta_ok
+    at_start = done & (kept == 0)
+    at_end = ~done & final_ok
+    fell = ~done & ~final_ok
+    fell_code = np.where(~theta_ok, DIV_PARAMS, np.where(~np.isfinite(final_loss), DIV_LOSS, DIV_GRAD))
+    return {
+        "kept": kept,
+        "theta": np.where(at_end[:, None], theta, np.where(at_start[:, None], starts, row_theta)),
+        "loss": np.where(at_end, final_loss, np.where(at_start, np.nan, row_loss)),
+        "grad_norm": np.where(at_end, final_gnorm, np.where(at_start, np.nan, row_gnorm)),
+        "steps": np.where(at_end, total, np.where(at_start, 0, np.where(fell, (kept - 1) * every, n))),
+        "code": np.where(fell, fell_code, code),
+        "append_final": at_end & ((kept == 0) | ((kept - 1) * every != total)),
+    }
 
 
 class _BatchSource:
@@ -506,33 +542,22 @@ class _BatchSource:
         return idx, mask
 
 
-def _result(rows, row_losses, theta, start_theta, done, code, n, final_loss, final_gnorm, objective, optimizer,
-            data, total, every, tol, seed, batch_size, epochs, dtype, elapsed) -> FitResult:
-    model = objective.model
-    size = model.size
-    rows = np.asarray(rows, dtype=float)
-    step = np.arange(len(rows)) * every
-    last = n if done else total - 1
-    keep = step <= last
-    rows, step, loss = rows[keep], step[keep], np.asarray(row_losses, dtype=float)[keep]
+def _result(rows, row_losses, end, objective, optimizer, data, total, every, tol, seed, batch_size, epochs,
+            dtype, elapsed) -> FitResult:
+    """One start's FitResult: its kept history rows, and where it ended (`_outcomes`)."""
+    model, size = objective.model, objective.model.size
+    kept = int(end["kept"])
+    rows, loss = rows[:kept], row_losses[:kept]
+    step = np.arange(kept) * every
     params, gnorm, lr = rows[:, :size], np.sqrt(rows[:, size]), rows[:, size + 1].copy()
-    if done and len(step):  # the fit stopped at a recorded row: the result is that row
-        theta, final_loss, final_gnorm = params[-1], loss[-1], gnorm[-1]
-    elif done:  # not finite at the start: nothing to keep but the start itself
-        theta, final_loss, final_gnorm, n = start_theta, np.nan, np.nan, 0
-    elif np.isfinite(final_loss) and np.isfinite(final_gnorm) and np.all(np.isfinite(theta)):
-        n = total
-        if len(step) == 0 or step[-1] != n:
-            step = np.append(step, n)
-            params = np.vstack([params, np.asarray(theta, float)[None, :]])
-            loss, gnorm, lr = np.append(loss, final_loss), np.append(gnorm, final_gnorm), np.append(lr, np.nan)
-    else:  # the last update left the finite world: keep the last recorded row
-        code = DIV_PARAMS if not np.all(np.isfinite(theta)) else (DIV_LOSS if not np.isfinite(final_loss) else DIV_GRAD)
-        n = int(step[-1])
-        theta, final_loss, final_gnorm = params[-1], loss[-1], gnorm[-1]
+    theta, final_loss, final_gnorm = end["theta"], float(end["loss"]), float(end["grad_norm"])
+    n, code = int(end["steps"]), int(end["code"])
+    if end["append_final"]:
+        step = np.append(step, n)
+        params = np.vstack([params, theta[None, :]])
+        loss, gnorm, lr = np.append(loss, final_loss), np.append(gnorm, final_gnorm), np.append(lr, np.nan)
     if len(lr):
         lr[-1] = np.nan
-    theta = np.asarray(theta, dtype=float)
     if code == CONVERGED:
         status, why = "converged", f"converged: gradient norm {final_gnorm:.3g} <= tol {tol:g} after {n} steps"
     elif code == RUNNING:
@@ -544,7 +569,7 @@ def _result(rows, row_losses, theta, start_theta, done, code, n, final_loss, fin
         by = f"at step {n + 1}" if every == 1 else f"by step {n + every}"
         why = (f"diverged {by}: {_DIVERGED_WHAT[code]} became non-finite; "
                f"kept the last finite parameters, after {n} steps")
-        if n == 0 and len(step) == 0:
+        if kept == 0:
             why = f"diverged: {_DIVERGED_WHAT[code]} is not finite at the start; choose another start"
     history = History(step=step, params=params, loss=loss, grad_norm=gnorm, lr=lr)
     return FitResult(

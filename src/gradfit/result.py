@@ -1,10 +1,15 @@
-"""Fit results as immutable data, with lossless JSON in and out."""
+"""Fit results as immutable data, with lossless JSON in and out.
+
+`FitResult` holds what a fit did; `Inference` holds what can be said about its
+optimum (standard errors, covariance, likelihood-based statistics). Both are plain
+data: `gradfit.inference` computes the numbers, `gradfit.textreport` prints them.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -45,6 +50,127 @@ class History:
 
 
 @dataclass(frozen=True)
+class Inference:
+    """What the likelihood says at a fit's optimum: uncertainties and goodness of fit.
+
+    ``names`` are the scalar parameter names in parameter order (``FitResult.x``
+    order). ``stationary`` says whether the fit ended at a stationary point of the
+    likelihood (the Newton decrement √(gᵀH⁻¹g), the distance to the optimum in
+    standard errors, at most a small tolerance, and H positive definite); when it did
+    not, ``stderr``, ``covariance`` and the intervals are None and ``message`` says
+    why. ``loglik`` keeps every constant of the likelihood (log y! for counts), so AIC
+    and BIC compare across likelihoods; for least squares it is the normal
+    log-likelihood at σ̂² = RSS/n, as in OLS. ``scale`` is the factor the covariance was
+    scaled by: σ̂² = RSS/(n-k) for least squares (as lmfit and OLS do), else 1.
+    """
+
+    names: tuple[str, ...]
+    n: int
+    k: int
+    loss: str
+    loglik: float
+    aic: float
+    bic: float
+    deviance: float | None = None
+    pearson_chi2: float | None = None
+    stationary: bool = False
+    message: str = ""
+    decrement: float = math.nan
+    grad_norm: float = math.nan
+    stderr: np.ndarray | None = None
+    covariance: np.ndarray | None = None
+    covariance_fisher: np.ndarray | None = None
+    scale: float = 1.0
+    level: float = 0.95
+    wald: np.ndarray | None = None
+    profile: dict[str, tuple[float, float]] = field(default_factory=dict)
+    chisqr: float | None = None
+    redchi: float | None = None
+    rsquared: float | None = None
+    sigma: float | None = None
+    method: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        for name in ("stderr", "covariance", "covariance_fisher", "wald"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _frozen(value))
+        object.__setattr__(self, "profile", {k: (float(lo), float(hi)) for k, (lo, hi) in self.profile.items()})
+
+    @property
+    def df_resid(self) -> int:
+        return self.n - self.k
+
+    @property
+    def correlation(self) -> np.ndarray | None:
+        """The correlation matrix of the estimates, from the covariance."""
+        if self.covariance is None:
+            return None
+        sd = np.sqrt(np.diag(self.covariance))
+        corr = self.covariance / np.outer(sd, sd)
+        np.fill_diagonal(corr, 1.0)
+        return _frozen(corr)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON keys: the headline numbers at the top level, the rest under ``inference``."""
+        names = self.names
+        top: dict[str, Any] = {
+            "stderr": None if self.stderr is None else dict(zip(names, _plain(self.stderr), strict=True)),
+            "covariance": None if self.covariance is None else _plain(self.covariance),
+            "loglik": _plain(self.loglik),
+            "aic": _plain(self.aic),
+            "bic": _plain(self.bic),
+        }
+        for key in ("deviance", "pearson_chi2"):
+            if getattr(self, key) is not None:
+                top[key] = _plain(getattr(self, key))
+        rest: dict[str, Any] = {
+            "names": list(names), "n": self.n, "k": self.k, "loss": self.loss,
+            "stationary": self.stationary, "message": self.message,
+            "decrement": _plain(self.decrement), "grad_norm": _plain(self.grad_norm),
+            "scale": _plain(self.scale), "level": _plain(self.level), "method": self.method,
+            "profile": {k: _plain(v) for k, v in self.profile.items()},
+        }
+        if self.wald is not None:
+            rest["wald"] = dict(zip(names, _plain(self.wald), strict=True))
+        if self.covariance_fisher is not None:
+            rest["covariance_fisher"] = _plain(self.covariance_fisher)
+        for key in ("chisqr", "redchi", "rsquared", "sigma"):
+            if getattr(self, key) is not None:
+                rest[key] = _plain(getattr(self, key))
+        return {**top, "inference": rest}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Inference:
+        """The inverse of `to_dict`, from a result's JSON dict (top-level keys and ``inference``)."""
+        rest = d["inference"]
+        names = tuple(rest["names"])
+
+        def optional(source, key):
+            value = source.get(key)
+            return None if value is None else float(_floats(value))
+
+        stderr = d.get("stderr")
+        wald = rest.get("wald")
+        return cls(
+            names=names, n=int(rest["n"]), k=int(rest["k"]), loss=rest["loss"],
+            loglik=float(_floats(d["loglik"])), aic=float(_floats(d["aic"])), bic=float(_floats(d["bic"])),
+            deviance=optional(d, "deviance"), pearson_chi2=optional(d, "pearson_chi2"),
+            stationary=bool(rest["stationary"]), message=rest["message"],
+            decrement=float(_floats(rest["decrement"])), grad_norm=float(_floats(rest["grad_norm"])),
+            stderr=None if stderr is None else _floats([stderr[n] for n in names]),
+            covariance=None if d.get("covariance") is None else _floats(d["covariance"]),
+            covariance_fisher=None if rest.get("covariance_fisher") is None else _floats(rest["covariance_fisher"]),
+            scale=float(_floats(rest["scale"])), level=float(_floats(rest["level"])),
+            wald=None if wald is None else _floats([wald[n] for n in names]),
+            profile={k: tuple(_floats(v)) for k, v in rest.get("profile", {}).items()},
+            chisqr=optional(rest, "chisqr"), redchi=optional(rest, "redchi"),
+            rsquared=optional(rest, "rsquared"), sigma=optional(rest, "sigma"), method=rest.get("method", ""),
+        )
+
+
+@dataclass(frozen=True)
 class FitResult:
     """The outcome of one fit: parameters, final loss, why it stopped, and its history.
 
@@ -67,6 +193,7 @@ class FitResult:
     optimizer: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
+    inference: Inference | None = None
 
     def __post_init__(self):
         frozen = {}
@@ -92,7 +219,7 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         h = self.history
-        return {
+        out = {
             "params": {n: _plain(self.params[n]) for n in self.param_names},
             "loss": _plain(self.loss),
             "grad_norm": _plain(self.grad_norm),
@@ -113,6 +240,9 @@ class FitResult:
                 "params": [_named(row, self.shapes) for row in h.params],
             },
         }
+        if self.inference is not None:
+            out.update(self.inference.to_dict())
+        return out
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
         """The result as JSON text (written to ``path`` too, when given)."""
@@ -148,6 +278,7 @@ class FitResult:
             optimizer=d.get("optimizer", {}),
             settings=d.get("settings", {}),
             elapsed=float(d.get("elapsed", 0.0)),
+            inference=Inference.from_dict(d) if "inference" in d else None,
         )
 
     @classmethod
@@ -166,37 +297,65 @@ class FitResult:
     __hash__ = None  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
 class MultiFit:
-    """Fits of one problem from many starts, run together; ``best`` has the lowest loss."""
+    """Fits of one problem from many starts, run together; ``best`` has the lowest loss.
 
-    fits: tuple[FitResult, ...]
+    The final parameters and losses of all starts are arrays; each start's full
+    `FitResult`, with its history, is built when first asked for, so ten thousand
+    starts cost arrays rather than ten thousand objects.
+    """
+
+    def __init__(self, fits: Sequence[FitResult]):
+        fits = tuple(fits)
+        self._n = len(fits)
+        self._made = dict(enumerate(fits))
+        self._build = None
+        self._params = _frozen(np.stack([f.x for f in fits])) if fits else _frozen(np.zeros((0, 0)))
+        self._losses = _frozen([f.loss for f in fits])
+
+    @classmethod
+    def lazy(cls, n: int, build: Callable[[int], FitResult], params: np.ndarray, losses: np.ndarray) -> MultiFit:
+        """n fits whose results ``build(i)`` makes on demand; their final params and losses given."""
+        self = cls.__new__(cls)
+        self._n, self._made, self._build = n, {}, build
+        self._params, self._losses = _frozen(params), _frozen(losses)
+        return self
 
     def __len__(self) -> int:
-        return len(self.fits)
-
-    def __iter__(self) -> Iterator[FitResult]:
-        return iter(self.fits)
+        return self._n
 
     def __getitem__(self, i: int) -> FitResult:
-        return self.fits[i]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"start {i} of {self._n}")
+        i %= self._n
+        if i not in self._made:
+            self._made[i] = self._build(i)
+        return self._made[i]
+
+    def __iter__(self) -> Iterator[FitResult]:
+        return (self[i] for i in range(self._n))
+
+    @property
+    def fits(self) -> tuple[FitResult, ...]:
+        return tuple(self)
 
     @property
     def losses(self) -> np.ndarray:
-        return np.array([f.loss for f in self.fits])
-
-    @property
-    def best(self) -> FitResult:
-        losses = np.where(np.isfinite(self.losses), self.losses, np.inf)
-        return self.fits[int(np.argmin(losses))]
+        """Final loss of every start, shape (S,)."""
+        return self._losses
 
     @property
     def params(self) -> np.ndarray:
         """Final parameters of every start, shape (S, P), in parameter order."""
-        return np.stack([f.x for f in self.fits])
+        return self._params
+
+    @property
+    def best(self) -> FitResult:
+        losses = np.where(np.isfinite(self._losses), self._losses, np.inf)
+        return self[int(np.argmin(losses))]
 
     def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
-        text = json.dumps({"fits": [f.to_dict() for f in self.fits]}, indent=indent, allow_nan=False)
+        text = json.dumps({"fits": [f.to_dict() for f in self]}, indent=indent, allow_nan=False)
         if path is not None:
             Path(path).write_text(text + "\n")
         return text
@@ -206,7 +365,7 @@ class MultiFit:
         text = str(text_or_path)
         if not text.lstrip().startswith("{"):
             text = Path(text_or_path).read_text()
-        return cls(tuple(FitResult.from_dict(d) for d in json.loads(text)["fits"]))
+        return cls(FitResult.from_dict(d) for d in json.loads(text)["fits"])
 
 
 def _plain(value: Any) -> Any:
