@@ -225,10 +225,12 @@ def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
 def _step_fns(plan: _Plan):
     """The two kinds of step for one start, as pure functions of (θ, state).
 
-    ``record(θ, state, batch)`` also returns a history row [φ..., |g|², α]: the squared
-    full-data gradient norm at θ, and the rate of the update it takes. The full-data
-    losses of the recorded rows are computed after the loop, all at once, so a step
-    does not pay for a second pass over the data that its update does not need.
+    ``record(θ, state, batch)`` also returns a history row [φ..., |g|², α, L]: the squared
+    full-data gradient norm at θ, the rate of the update it takes, and the full-data
+    loss where the record already makes a pass over the data for its gradient
+    (mini-batches, look-ahead). Where the update's own gradient is the full-data one,
+    L is left out (NaN) and the recorded rows' losses are computed after the loop, all
+    at once, so a step does not pay for a second pass that its update does not need.
     ``plain(θ, state, batch)`` only updates. Neither checks anything: the chunk checks
     a block of rows at once, which costs a few operations a block instead of a dozen a
     step (on small problems each compiled operation costs as much as the model).
@@ -256,15 +258,16 @@ def _step_fns(plan: _Plan):
         return update(theta, state, grad, value_fn)
 
     def record(theta, state, batch, x, y):
-        if free_metrics:
+        nan = jnp.full((), jnp.nan, theta.dtype)
+        if free_metrics:  # the update's own gradient is the full-data one at θ
             grad = full_grad(theta, x, y)
-            grad_at_theta, value_fn = grad, (lambda p: objective.value(p, x, y))
-        else:
-            grad_at_theta = full_grad(theta, x, y)
+            grad_at_theta, value_fn, loss = grad, (lambda p: objective.value(p, x, y)), nan
+        else:  # a pass over the data for the record: take the loss in the same pass
+            loss, grad_at_theta = full_vg(theta, x, y)
             grad, value_fn = direction(theta, state, batch, x, y)
         new_theta, state = update(theta, state, grad, value_fn)
         rate = optimizer.last_lr(state).astype(theta.dtype)
-        row = jnp.concatenate([theta, jnp.stack([jnp.sum(grad_at_theta * grad_at_theta), rate])])
+        row = jnp.concatenate([theta, jnp.stack([jnp.sum(grad_at_theta * grad_at_theta), rate, loss])])
         return new_theta, state, row
 
     return record, plain
@@ -277,7 +280,7 @@ UNROLL = 4
 
 
 def _first_stop(rows, in_range, tol, size):
-    """The first row of a block (K, [S,] P+2) at which a fit stops, if any.
+    """The first row of a block (K, [S,] P+3) at which a fit stops, if any.
 
     Returns (any stop, its row index, its code): a row stops the fit when its gradient
     or parameters are not finite (diverged; the fit keeps the row before) or when
@@ -311,11 +314,12 @@ def _runner(plan: _Plan):
         plain = jax.vmap(plain, in_axes=(0, 0, None, None, None))
     optimizer, every = plan.optimizer, plan.every
     blocks = -(-plan.groups // BLOCK)
+    free_metrics = not plan.minibatch and not optimizer.looks_ahead
 
     def chunk(carry, start, total, batches, x, y, tol):
         # carry: θ, optimiser state, stopped?, stop code, stop step (per start)
         size = carry[0].shape[-1]
-        rows = jnp.full((blocks * BLOCK, *carry[0].shape[:-1], size + 2), jnp.nan, carry[0].dtype)
+        rows = jnp.full((blocks * BLOCK, *carry[0].shape[:-1], size + 3), jnp.nan, carry[0].dtype)
         n_groups = jnp.minimum(plan.groups, (total - start + every - 1) // every)
 
         def batch_at(g, e):
@@ -360,7 +364,7 @@ def _runner(plan: _Plan):
 
         _, carry, rows = lax.while_loop(more, block, (jnp.asarray(0), carry, rows))
         rows = rows[: plan.groups]
-        losses = _row_losses(rows[..., :size], n_groups, x, y)
+        losses = rows[..., size + 2] if not free_metrics else _row_losses(rows[..., :size], n_groups, x, y)
         # A non-finite loss stops the fit too, at the row before it (rows past a stop,
         # or past the cap, were not run, and do not count).
         theta, opt_state, done, code, n = carry
@@ -431,10 +435,7 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
                  len(starts) if batched else 0)
     init, run_chunk = _runner(plan)
 
-    # numpy arguments go through jit's fast C++ path: cheaper than a Python device_put
-    x, y = data.x.astype(float_t, copy=False), data.y.astype(float_t, copy=False)
-    if x.size + y.size > 1 << 16:  # large data: onto the device once, not at every chunk
-        x, y = jax.device_put((x, y))
+    x, y = _on_device(data, float_t)
     carry = init(starts.astype(float_t) if batched else starts[0].astype(float_t))
     tol_arr = float_t(tol)
     batches = _BatchSource(len(data), batch_size, seed) if minibatch else None
@@ -481,6 +482,25 @@ def _run(objective, optimizer, data, starts, batched, total, per_epoch, batch_si
     if batched:
         return MultiFit.lazy(len(starts), build, ends["theta"], ends["loss"])
     return build(0)
+
+
+def _on_device(data: Dataset, float_t) -> tuple[Any, Any]:
+    """The data as the compiled loop takes it.
+
+    Small data go as numpy arrays, which jit's fast C++ path copies more cheaply than a
+    Python ``device_put``. Large data go onto the device once and stay cached on the
+    (immutable) data set, so repeated fits of it, and every chunk of one fit, reuse
+    one copy.
+    """
+    x, y = data.x.astype(float_t, copy=False), data.y.astype(float_t, copy=False)
+    if x.size + y.size <= 1 << 16:
+        return x, y
+    cache = data.__dict__.setdefault("_device_copies", {})
+    key = (np.dtype(float_t).name, jax.default_backend())
+    if key not in cache:
+        cache.clear()  # one copy at a time
+        cache[key] = jax.device_put((x, y))
+    return cache[key]
 
 
 def _outcomes(rows, losses, theta, starts, done, code, n, final_loss, final_gnorm, total, every, size):
