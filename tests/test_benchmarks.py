@@ -32,7 +32,8 @@ TOOL_FIELDS = {
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = run.main(["--quick", "--out", str(out), "--repeats", "2", "--set", "steps=20", "--set", "n=8"])
+    code = run.main(["--quick", "--out", str(out), "--repeats", "2", "--set", "steps=20", "--set", "n=8",
+                     "--case", "gabor_adam"])
     return code, out
 
 
@@ -131,3 +132,14 @@ def test_measure_flags_tools_that_did_different_work():
     assert [c["passed"] for c in out["checks"]] == [True, False]
     assert out["targets"][0]["met"] is True and out["targets"][0]["ratio"] > 1
     assert rows["base"]["per_step_s"] == rows["base"]["median_s"] / 10
+
+
+@pytest.mark.parametrize("name", [n for n in cases.names() if n != "gabor_adam"])
+def test_every_case_runs_in_quick_mode(name, tmp_path):
+    # each case at its own quick sizes, one round: the tools run and agree where they must
+    code = run.main(["--quick", "--out", str(tmp_path), "--repeats", "1", "--case", name])
+    assert code == 0
+    results = json.loads((tmp_path / "results-quick.json").read_text())
+    (case,) = results["cases"]
+    assert case["name"] == name
+    assert all(row["skipped"] or row["median_s"] > 0 for row in case["tools"])

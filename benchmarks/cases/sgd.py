@@ -85,8 +85,8 @@ def _torch(p: dict[str, Any], data) -> Run:
 
     torch.set_num_threads(cpu_count())
     idx, mask = _batches(p)
-    x = torch.from_numpy(np.ascontiguousarray(data.x))
-    y = torch.from_numpy(np.ascontiguousarray(data.y))
+    x = torch.from_numpy(np.array(data.x))  # a writable copy: the data set's arrays are read-only
+    y = torch.from_numpy(np.array(data.y))
     ones = torch.ones((p["batch"], 1), dtype=torch.float64)
     idx_t, mask_t = torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(mask)
 
