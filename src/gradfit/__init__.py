@@ -8,7 +8,10 @@ The public surface, one concept a module:
 - `gradfit.schedules`: learning-rate schedules
 - `gradfit.data`: data sets, built-in generators, CSV / Parquet loading, batching
 - `gradfit.loop`: the compiled fit loop, `gradfit.fit(...)`
-- `gradfit.result`: `FitResult`, immutable, with JSON in and out
+- `gradfit.result`: `FitResult` and its `Inference`, immutable, with JSON in and out
+- `gradfit.design`, `gradfit.glm`: design matrices, and regression models for every likelihood
+- `gradfit.inference`: standard errors, intervals and likelihood statistics at an optimum
+- `gradfit.textreport`: `fit_report(result)`, lmfit's text report
 
 Names are loaded on first use, so ``import gradfit`` (and the CLI's ``--help``) does
 not pay for importing JAX until a fit needs it.
@@ -24,6 +27,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "data": ("Dataset", "gabor_data", "linear_data", "load", "pedestrian_data"),
     "errors": ("GradfitError",),
+    "glm": ("GLM", "fit_glm"),
+    "inference": ("infer",),
     "loop": ("fit",),
     "losses": ("bernoulli", "categorical", "hetero_normal", "make_loss", "normal", "poisson", "von_mises"),
     "models": ("Model", "custom", "gabor", "linear", "make_model", "shallow"),
@@ -32,8 +37,9 @@ _EXPORTS = {
         "Optimizer", "adagrad", "adam", "adamw", "gd", "make_optimizer", "momentum", "nesterov",
         "normalized", "rmsprop", "sgd",
     ),
-    "result": ("FitResult", "History", "MultiFit"),
+    "result": ("FitResult", "History", "Inference", "MultiFit"),
     "schedules": ("constant", "cosine", "exponential", "step_decay", "warmup"),
+    "textreport": ("fit_report",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -56,6 +62,8 @@ def __dir__():
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .data import Dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
     from .errors import GradfitError  # noqa: F401
+    from .glm import GLM, fit_glm  # noqa: F401
+    from .inference import infer  # noqa: F401
     from .loop import fit  # noqa: F401
     from .losses import bernoulli, categorical, hetero_normal, make_loss, normal, poisson, von_mises  # noqa: F401
     from .models import Model, custom, gabor, linear, make_model, shallow  # noqa: F401
@@ -73,5 +81,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         rmsprop,
         sgd,
     )
-    from .result import FitResult, History, MultiFit  # noqa: F401
+    from .result import FitResult, History, Inference, MultiFit  # noqa: F401
     from .schedules import constant, cosine, exponential, step_decay, warmup  # noqa: F401
+    from .textreport import fit_report  # noqa: F401

@@ -70,6 +70,8 @@ def fit(
     dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    categorical: Annotated[str | None, typer.Option("--categorical", help="Categorical column(s), comma-separated: one-hot encoded against their first level; fits the regression model of the design (standardised, then polished by Newton).")] = None,
+    offset: Annotated[str | None, typer.Option("--offset", help="Exposure column of counts (positive, e.g. minutes observed): the rate is COL · e^η, log COL the offset; fits the regression model of the design.")] = None,
 ) -> None:
     """Fit a model by gradient descent and print a short report.
 
@@ -83,17 +85,25 @@ def fit(
         err.print(f"error: gradfit cannot import its engine: {exc}")
         raise typer.Exit(2) from None
     try:
-        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
-        the_model = _model(gf, model, dataset, loss, scale, width)
-        the_loss = gf.make_loss(loss)
-        the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
-                             decay_factor, decay_every, warmup, line_search)
-        start = _parse_init(init, the_model)
-        with _ProgressBar(quiet) as bar:
-            result = gf.fit(
-                the_model, the_loss, dataset, the_opt, init=start, steps=steps, epochs=epochs,
-                batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype, progress=bar,
-            )
+        if categorical is not None or offset is not None:
+            the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
+                                 decay_factor, decay_every, warmup, line_search)
+            with _ProgressBar(quiet) as bar:
+                dataset, result = _fit_design(gf, data, x, y, builtin, model, loss, categorical, offset, the_opt,
+                                              init, steps, epochs, batch_size, tol, seed, bar)
+        else:
+            dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
+            the_model = _model(gf, model, dataset, loss, scale, width)
+            the_loss = gf.make_loss(loss)
+            the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
+                                 decay_factor, decay_every, warmup, line_search)
+            start = _parse_init(init, the_model)
+            with _ProgressBar(quiet) as bar:
+                result = gf.fit(
+                    the_model, the_loss, dataset, the_opt, init=start, steps=steps, epochs=epochs,
+                    batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype, progress=bar,
+                )
+            result = _with_inference(result, the_model, the_loss, dataset)
         if json_path is not None:
             try:
                 result.to_json(json_path)
@@ -237,14 +247,98 @@ class _ProgressBar:
         return False
 
 
+def _fit_design(gf, path, x, y, builtin, model, loss, categorical, offset, opt, init, steps, epochs, batch_size,
+                tol, seed, bar):
+    """--categorical / --offset: the regression model of a design built from the columns."""
+    from types import SimpleNamespace
+
+    from gradfit.data import BUILTIN, read_table
+    from gradfit.errors import GradfitError, unknown_name
+    from gradfit.glm import LOSS_FAMILY, glm
+
+    if model == "shallow":
+        raise GradfitError("--categorical and --offset build the design of a regression model: use --model linear")
+    if loss not in LOSS_FAMILY:
+        raise GradfitError(f"--categorical and --offset fit regression models for the losses "
+                           f"{', '.join(LOSS_FAMILY)}, not {loss}")
+    if offset is not None and loss != "poisson":
+        raise GradfitError("--offset is the exposure of counts: it is for --loss poisson")
+    if path is not None:
+        if builtin is not None:
+            raise GradfitError("give --data or --builtin, not both")
+        columns, name = read_table(path), Path(path).stem
+    else:
+        name = builtin or "pedestrians"
+        if name not in BUILTIN:
+            raise unknown_name("built-in data set", name, BUILTIN)
+        ds = BUILTIN[name](seed)
+        columns = dict(zip(ds.x_names, ds.x.T if ds.x.ndim == 2 else [ds.x], strict=True))
+        columns.update({k: v for k, v in ds.notes.items() if getattr(v, "shape", None) == (len(ds),)})
+        columns[ds.y_name] = ds.y
+    cats = [c.strip() for c in categorical.split(",") if c.strip()] if categorical else []
+    target = y if y is not None else list(columns)[-1]
+    cols = [c.strip() for c in x.split(",") if c.strip()] if x else None
+    if cols is None:
+        cols = [c for c in columns if c not in (target, offset, *cats) and columns[c].dtype.kind in "biuf"]
+    problem = glm(columns, target, LOSS_FAMILY[loss], x=cols, categorical=cats, exposure=offset)
+    coefficients = SimpleNamespace(name="glm", size=problem.n_coef, flat_names=problem.names)
+    start = _parse_init(init, coefficients)
+    result = problem.fit(opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed, init=start,
+                         progress=bar)
+    return _Described(name, len(problem.y)), result
+
+
+class _Described:
+    """What the report's header says about the data: its name and size."""
+
+    def __init__(self, name: str, n: int):
+        self.name, self.n = name, n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _with_inference(result, model, loss, dataset):
+    """The result with standard errors and likelihood statistics, when they can be had."""
+    from gradfit.errors import GradfitError
+    from gradfit.inference import infer
+    from gradfit.result import MultiFit
+
+    if isinstance(result, MultiFit) or result.status == "diverged":
+        return result
+    try:
+        return infer(result, model, loss, dataset)
+    except GradfitError:
+        return result
+
+
 def _print_report(result, dataset) -> None:
+    from rich.text import Text
+
+    from gradfit.textreport import fit_report
+
+    inf = result.inference
+    errors = inf is not None and inf.stderr is not None
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("parameter")
     table.add_column("value", justify="right")
+    if errors:
+        level = f"{100 * inf.level:g}%"
+        for col in ("std err", f"{level} lower", f"{level} upper"):
+            table.add_column(col, justify="right")
+    position = 0
     for name in result.param_names:
         value = result.params[name]
-        text = f"{value:.6g}" if isinstance(value, float) else _array_text(value)
-        table.add_row(name, text)
+        if isinstance(value, float):
+            row = [name, f"{value:.6g}"]
+            if errors:
+                lo, hi = inf.wald[position]
+                row += [f"{inf.stderr[position]:.4g}", f"{lo:.6g}", f"{hi:.6g}"]
+            position += 1
+        else:
+            row = [name, _array_text(value)] + (["", "", ""] if errors else [])
+            position += value.size
+        table.add_row(Text(row[0]), *row[1:])  # Text: names like col[level] are not markup
     out.print(f"[bold]gradfit fit[/]  model {result.model}, loss {result.objective}, "
               f"data {dataset.name} ({len(dataset)} examples)", highlight=False)
     out.print(f"optimizer {_describe_opt(result.optimizer)}", highlight=False)
@@ -254,6 +348,13 @@ def _print_report(result, dataset) -> None:
     out.print(f"steps        {result.steps}", highlight=False)
     out.print(f"stopped      {result.stopped}", highlight=False)
     out.print(f"time         {result.elapsed:.2f} s", highlight=False)
+    if inf is not None:
+        text = fit_report(result, variables=False)
+        lines = text[text.index("[[Fit Statistics]]"):].splitlines()
+        out.print("\n".join(line for line in lines if not line.startswith("    stopped:")), highlight=False,
+                  markup=False)
+        if not errors:
+            out.print(f"no uncertainties: {inf.message}", highlight=False, markup=False)
 
 
 def _array_text(value) -> str:
@@ -263,6 +364,9 @@ def _array_text(value) -> str:
 
 
 def _describe_opt(spec: dict) -> str:
+    if spec.get("name") == "newton":
+        return f"newton ({spec.get('variant')}): damped Newton with the autodiff Hessian, tol={spec.get('tol'):g}"
+    polish = "; then Newton's method to the optimum" if spec.get("polish") else ""
     sched = spec.get("schedule", {})
     parts = []
     if spec.get("line_search"):
@@ -272,7 +376,194 @@ def _describe_opt(spec: dict) -> str:
     for key in ("beta", "gamma", "eps", "weight_decay"):
         if key in spec:
             parts.append(f"{key}={spec[key]:g}")
-    return f"{spec['name']} ({spec['variant']}): {', '.join(parts)}"
+    return f"{spec['name']} ({spec['variant']}): {', '.join(parts)}{polish}"
+
+
+# -- figures: the lecture, optimisers compared, a landscape --------------------------------------------
+
+
+def _engine():
+    """gradfit's library and its error type, imported when a command runs (JAX is slow to load)."""
+    _enable_compilation_cache()
+    import gradfit as gf
+    from gradfit.errors import GradfitError
+
+    return gf, GradfitError
+
+
+def _fail(exc) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2) from None
+
+
+def _wrote(result) -> None:
+    shown = ", ".join(p.name for p in result.figures[:6]) + (" ..." if len(result.figures) > 6 else "")
+    out.print(f"wrote {len(result.figures)} figure files ({shown}) and {result.report} "
+              f"in {result.elapsed:.1f} s", highlight=False)
+
+
+@app.command()
+def lecture(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the figures (PNG and SVG) and lecture.html.")] = Path("lecture"),
+    quick: Annotated[bool, typer.Option("--quick", help="Small settings: every figure in a few minutes.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the built-in data and of the mini-batches.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Every figure of the lecture on fitting, from gradfit's built-in data, and one HTML report."""
+    gf, GradfitError = _engine()
+    from gradfit import lecture as lecture_figures
+
+    settings = (lecture_figures.QUICK if quick else lecture_figures.FULL).replace(seed=seed)
+    say = None if quiet else (lambda line: err.print(f"  {line}", highlight=False))
+    try:
+        result = lecture_figures.build(out_dir, settings, log=say)
+    except (GradfitError, OSError) as exc:
+        _fail(exc)
+    if not quiet:
+        _wrote(result)
+
+
+def _optimizer_list(gf, text, lr, beta, gamma, eps):
+    """Optimisers from ``NAME[:VARIANT][@LR],...``; ``gd:line-search`` for the line search."""
+    from gradfit.errors import GradfitError
+    from gradfit.optimizers import RULES
+
+    opts = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        spec, _, rate = item.partition("@")
+        name, _, variant = spec.partition(":")
+        try:
+            rate = float(rate) if rate else lr
+        except ValueError:
+            raise GradfitError(f"the learning rate after @ in {item!r} must be a number") from None
+        takes = RULES[name].defaults if name in RULES else {}
+        hyper = {k: (v if k in takes else None) for k, v in (("beta", beta), ("gamma", gamma), ("eps", eps))}
+        search = variant == "line-search"
+        opts.append(_optimizer(gf, name, None if search or not variant else variant, rate, hyper["beta"],
+                               hyper["gamma"], hyper["eps"], None, "constant", 0.5, 100, 0, search))
+    if not opts:
+        raise GradfitError("--optimizers needs at least one name, e.g. gd,momentum,adam")
+    return opts
+
+
+@app.command()
+def compare(
+    optimizers: Annotated[str, typer.Option(help="Comma-separated NAME[:VARIANT][@LR], e.g. gd@0.05,nesterov:torch,adam@0.1, gd:line-search.")] = "gd,momentum,adam",
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
+    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
+    model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
+    loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
+    lr: Annotated[float, typer.Option(help="Learning rate α of the optimisers not given one with @.")] = 0.1,
+    beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β, for those that have one.")] = None,
+    gamma: Annotated[float | None, typer.Option(help="Second-moment decay γ, for those that have one.")] = None,
+    eps: Annotated[float | None, typer.Option(help="Stabiliser ε, for those that have one.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Updates per fit (default 300, or --epochs).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data per fit, instead of --steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    tol: Annotated[float, typer.Option(help="Stop a fit when its gradient norm is at most tol; 0 runs every step.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches (the same batches for all).")] = 0,
+    init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order, the same for all.")] = None,
+    scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
+    width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
+    resolution: Annotated[int, typer.Option(help="Grid points per axis of the loss surface.")] = 120,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for compare.png, compare.svg and compare.html.")] = Path("compare"),
+) -> None:
+    """Optimisers side by side: their paths over one loss contour, loss curves, and a table."""
+    gf, GradfitError = _engine()
+    from gradfit import lecture as lecture_figures
+
+    try:
+        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
+        the_model = _model(gf, model, dataset, loss, scale, width)
+        opts = _optimizer_list(gf, optimizers, lr, beta, gamma, eps)
+        result = lecture_figures.compare(
+            the_model, gf.make_loss(loss), dataset, opts, out_dir, init=_parse_init(init, the_model),
+            steps=300 if steps is None and epochs is None else steps, epochs=epochs, batch_size=batch_size,
+            tol=tol, seed=seed, resolution=resolution,
+        )
+    except (GradfitError, OSError) as exc:
+        _fail(exc)
+    built = result.parts[0].results
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("optimizer", "final loss", "steps", "time (s)", "stopped"):
+        table.add_column(column, justify="left" if column in ("optimizer", "stopped") else "right")
+    for fit_result, label in zip(built["fits"], built["labels"], strict=True):
+        table.add_row(label, f"{fit_result.loss:.6g}", str(fit_result.steps), f"{fit_result.elapsed:.3f}",
+                      fit_result.status)
+    out.print(table)
+    _wrote(result)
+
+
+def _split_names(text):
+    """Comma-separated parameter names; commas inside brackets (omega0[1,0]) belong to a name."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [n for n in [*names, current.strip()] if n]
+
+
+@app.command()
+def landscape(
+    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
+    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
+    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
+    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
+    model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
+    loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
+    params: Annotated[str | None, typer.Option(help="Two parameters to draw the loss over, e.g. phi0,phi1 or omega0[1,0]; default: the model's two, or a random slice.")] = None,
+    at: Annotated[str | None, typer.Option(help="Hold the other parameters at v0,v1,... (all, in parameter order); default: the fit's end.")] = None,
+    optimizer: Annotated[str, typer.Option(help="The optimiser whose path is drawn.")] = "adam",
+    variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
+    lr: Annotated[float, typer.Option(help="Learning rate α.")] = 0.1,
+    line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
+    steps: Annotated[int, typer.Option(help="Cap on updates.")] = 1000,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
+    seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts, batches and the slice's directions.")] = 0,
+    init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
+    span: Annotated[float | None, typer.Option(help="Random slice: half-width along each direction (default: to hold the path, at least 1).")] = None,
+    scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
+    width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
+    resolution: Annotated[int, typer.Option(help="Grid points per axis of the loss surface.")] = 150,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for landscape.png, landscape.svg and landscape.html.")] = Path("landscape"),
+) -> None:
+    """The loss landscape around a fit: over two named parameters, or a random filter-normalised slice."""
+    gf, GradfitError = _engine()
+    from gradfit import lecture as lecture_figures
+
+    try:
+        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
+        the_model = _model(gf, model, dataset, loss, scale, width)
+        the_opt = _optimizer(gf, optimizer, variant, lr, None, None, None, None, "constant", 0.5, 100, 0, line_search)
+        pair = None
+        if params is not None:
+            pair = tuple(_split_names(params))
+            if len(pair) != 2:
+                raise GradfitError(f"--params needs two parameter names separated by a comma, not {params!r}")
+        try:
+            held = _parse_init(at, the_model)
+        except GradfitError as exc:
+            raise GradfitError(str(exc).replace("--init", "--at")) from None
+        result = lecture_figures.explore(
+            the_model, gf.make_loss(loss), dataset, the_opt, out_dir, params=pair, at=held,
+            init=_parse_init(init, the_model), steps=steps, batch_size=batch_size, tol=tol, seed=seed, span=span,
+            resolution=resolution,
+        )
+    except (GradfitError, OSError) as exc:
+        _fail(exc)
+    fit_result = result.parts[0].results["fit"]
+    out.print(f"fit: final loss {fit_result.loss:.6g} after {fit_result.steps} steps ({fit_result.status})",
+              highlight=False)
+    _wrote(result)
 
 
 def main() -> None:

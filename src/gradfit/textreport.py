@@ -1,0 +1,134 @@
+"""A plain-text fit report in lmfit's layout: ``fit_report(result)``.
+
+Sections, as lmfit prints them: ``[[Model]]``, ``[[Fit Statistics]]`` (with the
+likelihood statistics statsmodels users expect: log-likelihood, deviance, Pearson χ²),
+``[[Variables]]`` (value ± standard error, its size relative to the value, and the
+Wald and profile-likelihood intervals) and ``[[Correlations]]``. A fit without
+inference, or one that did not reach a stationary point, is reported without
+uncertainties, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .result import FitResult, Inference
+
+
+def _g(value: float | None, digits: int = 7) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    return f"{value:.{digits}g}"
+
+
+def fit_report(
+    result: FitResult,
+    *,
+    variables: bool = True,
+    correlations: bool = True,
+    min_correl: float = 0.1,
+) -> str:
+    """The report of a fit as text: model, statistics, variables and correlations.
+
+    ``variables=False`` leaves out the [[Variables]] section (for callers that print
+    the parameters their own way); correlations below ``min_correl`` in size are not
+    listed.
+    """
+    inf = result.inference
+    lines = ["[[Model]]", f"    {result.model}", f"    loss {result.objective}"]
+    lines.append("[[Fit Statistics]]")
+    stats: list[tuple[str, str]] = [
+        ("# fitting method", _method(result)),
+        ("# steps", str(result.steps)),
+        ("# data points", str(result.settings.get("n_examples", inf.n if inf else "?"))),
+        ("# variables", str(len(result.x))),
+        ("status", result.status),
+        ("final loss", _g(result.loss)),
+        ("gradient norm", _g(result.grad_norm, 3)),
+    ]
+    if inf is not None:
+        stats.append(("Newton decrement", f"{_g(inf.decrement, 3)} (standard errors from the optimum)"))
+        if inf.chisqr is not None:
+            stats += [("chi-square", _g(inf.chisqr)), ("reduced chi-square", _g(inf.redchi)),
+                      ("R-squared", _g(inf.rsquared)), ("sigma (estimated)", _g(inf.sigma))]
+        stats += [("log-likelihood", _g(inf.loglik, 10))]
+        if inf.deviance is not None:
+            stats.append(("deviance", _g(inf.deviance, 10)))
+        if inf.pearson_chi2 is not None:
+            stats.append(("Pearson chi-square", _g(inf.pearson_chi2, 10)))
+        stats += [("Akaike info crit", _g(inf.aic, 10)), ("Bayesian info crit", _g(inf.bic, 10)),
+                  ("degrees of freedom", str(inf.df_resid))]
+    width = max(len(k) for k, _ in stats)
+    lines += [f"    {k:<{width}} = {v}" for k, v in stats]
+    lines.append(f"    stopped: {result.stopped}")
+    if variables:
+        lines += _variables(result, inf)
+    if correlations and inf is not None and inf.covariance is not None:
+        lines += _correlations(inf, min_correl)
+    return "\n".join(lines)
+
+
+def _method(result: FitResult) -> str:
+    spec = result.optimizer
+    name = spec.get("name", "?")
+    variant = spec.get("variant")
+    text = f"{name} ({variant})" if variant else name
+    if spec.get("polish"):
+        text += f", polished by {spec['polish']}"
+    return text
+
+
+def _variables(result: FitResult, inf: Inference | None) -> list[str]:
+    names = inf.names if inf is not None else _flat_names(result)
+    values = result.x
+    if inf is None:
+        head = "[[Variables]] (no uncertainties: no inference was run on this fit)"
+    elif inf.stderr is None:
+        head = f"[[Variables]] (no uncertainties: {inf.message})"
+    else:
+        head = f"[[Variables]] (intervals at {100 * inf.level:g}%: Wald, and profile likelihood where computed)"
+    lines = [head]
+    width = max(len(n) for n in names) + 1
+    for j, name in enumerate(names):
+        text = f"    {name + ':':<{width}} {_g(float(values[j])):>14}"
+        if inf is not None and inf.stderr is not None:
+            se = float(inf.stderr[j])
+            rel = f" ({100 * abs(se / values[j]):.2f}%)" if values[j] != 0 else ""
+            text += f" +/- {_g(se, 5):<11}{rel:<10}"
+            lo, hi = inf.wald[j]
+            text += f"  Wald [{_g(float(lo), 6)}, {_g(float(hi), 6)}]"
+            if name in inf.profile:
+                plo, phi = inf.profile[name]
+                text += f"  profile [{_g(plo, 6)}, {_g(phi, 6)}]"
+        lines.append(text.rstrip())
+    return lines
+
+
+def _flat_names(result: FitResult) -> list[str]:
+    names = []
+    for name, shape in result.shapes:
+        if shape == ():
+            names.append(name)
+        else:
+            names.extend(f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape))
+    return names
+
+
+def _correlations(inf: Inference, min_correl: float) -> list[str]:
+    corr = inf.correlation
+    pairs = []
+    for i in range(len(inf.names)):
+        for j in range(i + 1, len(inf.names)):
+            if abs(corr[i, j]) >= min_correl:
+                pairs.append((abs(corr[i, j]), inf.names[i], inf.names[j], corr[i, j]))
+    if not pairs:
+        return [f"[[Correlations]] (all correlations are < {min_correl:.3f})"]
+    pairs.sort(key=lambda p: -p[0])
+    width = max(len(f"C({a}, {b})") for _, a, b, _ in pairs)
+    lines = [f"[[Correlations]] (unreported correlations are < {min_correl:.3f})"]
+    lines += [f"    {f'C({a}, {b})':<{width}} = {c:+.4f}" for _, a, b, c in pairs]
+    return lines
