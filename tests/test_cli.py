@@ -196,3 +196,15 @@ def test_installed_script_runs_with_no_traceback(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "gradfit.cli", "fit", "--data", str(tmp_path / "x.csv")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no such file" in bad.stderr
+
+
+def test_count_regression_reaches_the_optimum_by_default(tmp_path):
+    # a linear model with a Poisson loss is a GLM: fitted to its optimum, with uncertainties
+    path = tmp_path / "p.json"
+    result = run("--model", "linear", "--loss", "poisson", "--builtin", "pedestrians", "--lr", "0.01",
+                 "--json", str(path))
+    assert result.exit_code == 0, result.output
+    d = json.loads(path.read_text())
+    assert d["status"] == "converged"
+    assert list(d["stderr"]) == list(d["params"])
+    assert all(np.isfinite(v) and v > 0 for v in d["stderr"].values())

@@ -85,7 +85,10 @@ def fit(
         err.print(f"error: gradfit cannot import its engine: {exc}")
         raise typer.Exit(2) from None
     try:
-        if categorical is not None or offset is not None:
+        # A linear model with a count, binary or class likelihood is a regression model
+        # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
+        regression = model == "linear" and loss in ("poisson", "bernoulli", "categorical")
+        if categorical is not None or offset is not None or regression:
             the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                                  decay_factor, decay_every, warmup, line_search)
             with _ProgressBar(quiet) as bar:
@@ -272,12 +275,15 @@ def _fit_design(gf, path, x, y, builtin, model, loss, categorical, offset, opt, 
         if name not in BUILTIN:
             raise unknown_name("built-in data set", name, BUILTIN)
         ds = BUILTIN[name](seed)
+        builtin_inputs = list(ds.x_names)
         columns = dict(zip(ds.x_names, ds.x.T if ds.x.ndim == 2 else [ds.x], strict=True))
         columns.update({k: v for k, v in ds.notes.items() if getattr(v, "shape", None) == (len(ds),)})
         columns[ds.y_name] = ds.y
     cats = [c.strip() for c in categorical.split(",") if c.strip()] if categorical else []
     target = y if y is not None else list(columns)[-1]
     cols = [c.strip() for c in x.split(",") if c.strip()] if x else None
+    if cols is None and path is None and not cats:  # a built-in set: its own input columns
+        cols = builtin_inputs
     if cols is None:
         cols = [c for c in columns if c not in (target, offset, *cats) and columns[c].dtype.kind in "biuf"]
     problem = glm(columns, target, LOSS_FAMILY[loss], x=cols, categorical=cats, exposure=offset)
