@@ -254,3 +254,35 @@ def test_stride_longer_than_the_fit_records_start_and_end():
     result = gf.fit("linear", "normal", (X, Y), gf.gd(0.01), steps=30, tol=0, history_every=10**9)
     assert result.history.step.tolist() == [0, 30]
     assert result.steps == 30
+
+
+def test_polish_reaches_the_least_squares_optimum_of_a_curve_fit():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    data = gf.gabor_data(seed=3, n=200)
+
+    def gabor(x, a, b):
+        z = a + 0.06 * b * x
+        return np.sin(z) * np.exp(-z * z / 8.0)
+
+    reference, _ = scipy_optimize.curve_fit(gabor, data.x, data.y, p0=(0.5, 15.0), xtol=1e-14, ftol=1e-14)
+    rough = gf.fit("gabor", "normal", data, gf.adam(0.05), init=[0.5, 15.0], steps=100, tol=0)
+    result = gf.fit("gabor", "normal", data, gf.adam(0.05), init=[0.5, 15.0], steps=100, tol=0, polish=True)
+    # the same optimum as Levenberg-Marquardt, and at least as low (scipy stops on xtol)
+    np.testing.assert_allclose(result.x, reference, atol=1e-7)
+    sse = lambda phi: float(np.sum((gabor(data.x, *phi) - data.y) ** 2))  # noqa: E731
+    assert result.loss <= sse(reference) * (1 + 1e-14)
+    assert result.grad_norm < 1e-8
+    assert result.status == "converged" and "Newton" in result.stopped
+    assert not np.allclose(rough.x, reference, rtol=1e-6)  # Adam alone had not got there
+    # the Newton iterates continue the history: steps, losses going down, the last entry is the result
+    assert result.history.step[:101].tolist() == list(range(101))
+    assert result.steps == result.history.step[-1] > 100
+    assert np.all(np.diff(result.history.loss[100:]) <= 1e-12)
+    np.testing.assert_array_equal(result.history.params[-1], result.x)
+    back = gf.FitResult.from_json(result.to_json())
+    assert back == result
+
+
+def test_polish_takes_one_start():
+    with pytest.raises(gf.GradfitError, match="one start"):
+        gf.fit("linear", "normal", (X, Y), gf.gd(0.01), init=np.zeros((2, 2)), polish=True)

@@ -64,6 +64,7 @@ def fit(
     seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches.")] = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
     line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
+    polish: Annotated[bool, typer.Option("--polish", help="Finish with Newton's method (autodiff Hessian) from where the optimiser stopped.")] = False,
     scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
     width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
     reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
@@ -105,6 +106,7 @@ def fit(
                 result = gf.fit(
                     the_model, the_loss, dataset, the_opt, init=start, steps=steps, epochs=epochs,
                     batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype, progress=bar,
+                    polish=polish,
                 )
             result = _with_inference(result, the_model, the_loss, dataset)
         if json_path is not None:
