@@ -1,0 +1,532 @@
+"""Figures from fit results and landscapes, in one style, readable at slide size.
+
+Every function takes results (`FitResult`, `Surface`, `BasinMap`, critical points)
+and returns a matplotlib ``Figure``; nothing here fits or touches optimiser state.
+matplotlib is imported inside the functions, so ``import gradfit`` never needs it,
+and figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no
+global state, no display): they render headless to PNG and SVG through `save`.
+
+The style: loss as filled contours on a log scale (viridis, colour bar labelled with
+the loss), parameter names on the axes, one colour per optimiser, a hollow circle at
+each start and a filled square at each end, the global minimum a gold star, other
+minima white circles, saddles white crosses, maxima white triangles.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Colours for the lines of one figure, in order: each stands out on the loss colours
+#: (with the dark halo paths get) and on a white background.
+PALETTE = ("#e8384f", "#fd9a44", "#2bd3ec", "#e56bd9", "#1b1b1b", "#7ee07e", "#b0a0ff", "#a0522d")
+#: The loss's colour map and the line colour of its contours.
+CMAP = "viridis"
+CONTOUR_LINE = "#ffffff"
+#: Sizes for slides: a 12-inch-wide figure shown on a 16:9 screen.
+WIDE = (13.0, 5.6)
+SINGLE = (7.6, 6.0)
+DPI = 150
+
+STYLE = {
+    "font.size": 13,
+    "axes.titlesize": 15,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 14,
+    "xtick.labelsize": 12,
+    "ytick.labelsize": 12,
+    "legend.fontsize": 11,
+    "legend.framealpha": 0.92,
+    "figure.titlesize": 17,
+    "figure.titleweight": "bold",
+    "axes.grid": False,
+    "lines.linewidth": 2.2,
+    "savefig.pad_inches": 0.15,
+    "svg.fonttype": "none",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.cmap": CMAP,
+}
+
+_GREEK = {"beta": "β", "gamma": "γ"}
+
+
+def _mpl():
+    import matplotlib
+
+    return matplotlib
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None, **kwargs):
+    """A styled figure and its axes (an array when there are several)."""
+    from matplotlib.figure import Figure
+
+    with _mpl().rc_context(STYLE):
+        fig = Figure(figsize=size or (WIDE if ncols > 1 else SINGLE), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=True, **kwargs)
+    return fig, axes
+
+
+def styled(fn):
+    """Run a drawing function under the gradfit style."""
+
+    def wrapper(*args, **kwargs):
+        with _mpl().rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
+    return wrapper
+
+
+def save(fig, folder: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``name.png`` and ``name.svg`` under ``folder``; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    png, svg = folder / f"{name}.png", folder / f"{name}.svg"
+    with _mpl().rc_context(STYLE):
+        fig.savefig(png, dpi=DPI, format="png")
+        fig.savefig(svg, dpi=DPI, format="svg", metadata={"Date": None})  # dpi: of the rasterised contours
+    return png, svg
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes, for embedding."""
+    buffer = io.BytesIO()
+    with _mpl().rc_context(STYLE):
+        fig.savefig(buffer, dpi=DPI, format="png")
+    return buffer.getvalue()
+
+
+# -- labels ---------------------------------------------------------------------------
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def optimizer_label(spec: dict[str, Any], with_variant: bool = True) -> str:
+    """A legend entry from a result's ``optimizer`` record: name and hyperparameters.
+
+    ``{'name': 'adam', 'schedule': {'kind': 'constant', 'lr': 0.1}, 'beta': 0.9, ...}``
+    gives ``adam (α=0.1, β=0.9, γ=0.999)``: the variant when it is not the default, the
+    rate and its schedule, β, γ and λ, and ε only where it differs from its default.
+    """
+    from .optimizers import RULES, VARIANTS
+
+    name = spec.get("name", "?")
+    variant = spec.get("variant")
+    if with_variant and variant and name in VARIANTS and variant != VARIANTS[name][0]:
+        name = f"{name} [{variant}]"
+    parts = []
+    if spec.get("line_search"):
+        parts.append("line search")
+    else:
+        sched = spec.get("schedule", {})
+        rate = f"α={_num(sched.get('lr', float('nan')))}"
+        kind = sched.get("kind", "constant")
+        if kind == "step":
+            rate += f" ×{_num(sched['factor'])} every {sched['every']}"
+        elif kind == "exponential":
+            rate += f" ×{_num(sched['rate'])}^t"
+        elif kind == "cosine":
+            rate += " cosine"
+        if sched.get("warmup_steps"):
+            rate += f", warm-up {sched['warmup_steps']}"
+        parts.append(rate)
+    for key in ("beta", "gamma"):
+        if key in spec:
+            parts.append(f"{_GREEK[key]}={_num(spec[key])}")
+    default_eps = RULES[spec["name"]].defaults.get("eps") if spec.get("name") in RULES else None
+    if "eps" in spec and spec["eps"] != default_eps:
+        parts.append(f"ε={_num(spec['eps'])}")
+    if "weight_decay" in spec:
+        parts.append(f"λ={_num(spec['weight_decay'])}")
+    return f"{name} ({', '.join(parts)})"
+
+
+# -- pieces ---------------------------------------------------------------------------
+
+
+def _log_levels(values: np.ndarray, n: int = 24) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    low, high = float(np.min(finite)), float(np.max(finite))
+    if low <= 0:  # not all positive: a linear scale
+        return np.linspace(low, high, n)
+    if high <= low * (1 + 1e-9):
+        return np.array([low * 0.999, high * 1.001])
+    return np.geomspace(low, high, n)
+
+
+def draw_surface(ax, surface, *, loss_label: str = "loss L[φ]", colorbar: bool = True, levels: int = 24,
+                 log: bool | None = None):
+    """Filled contours of a `Surface`, thin contour lines, axes named, a colour bar."""
+    from matplotlib.colors import BoundaryNorm, LogNorm
+
+    z = np.asarray(surface.loss, float)
+    positive = np.all(z[np.isfinite(z)] > 0)
+    use_log = positive if log is None else (log and positive)
+    lv = _log_levels(z, levels) if use_log else np.linspace(np.nanmin(z), np.nanmax(z), levels)
+    norm = LogNorm(lv[0], lv[-1]) if use_log else BoundaryNorm(lv, 256)
+    # the filled contours as pixels inside an SVG (lines and text stay vector): a 200 × 200
+    # surface as vector patches would be megabytes
+    filled = ax.contourf(surface.a, surface.b, z, levels=lv, norm=norm, cmap=CMAP, rasterized=True)
+    ax.contour(surface.a, surface.b, z, levels=lv, colors=CONTOUR_LINE, linewidths=0.45, alpha=0.45)
+    ax.set_xlabel(surface.labels[0])
+    ax.set_ylabel(surface.labels[1])
+    ax.set_xlim(surface.a[0], surface.a[-1])
+    ax.set_ylim(surface.b[0], surface.b[-1])
+    if colorbar:
+        bar = ax.figure.colorbar(filled, ax=ax, shrink=0.92, pad=0.02)
+        bar.set_label(loss_label + (" (log scale)" if use_log else ""))
+        if use_log:
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+            decades = np.log10(lv[-1] / lv[0])
+            bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades < 4 else (1.0,)))
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            bar.ax.yaxis.set_minor_locator(NullLocator())
+    return filled
+
+
+def draw_path(ax, coords: np.ndarray, *, label: str, color: str, marks: np.ndarray | None = None,
+              mark_label: str | None = None, linewidth: float = 2.2, zorder: int = 5):
+    """A trajectory (K, 2): the line, a hollow circle at its start and a square at its end.
+
+    ``marks`` picks rows to dot along the way (the end of each epoch, say).
+    """
+    from matplotlib import patheffects
+
+    halo = [patheffects.withStroke(linewidth=linewidth + 1.8, foreground="#202020", alpha=0.55)]
+    coords = np.asarray(coords, float)
+    ax.plot(coords[:, 0], coords[:, 1], color=color, lw=linewidth, label=label, zorder=zorder, path_effects=halo)
+    if marks is not None and len(marks):
+        ax.plot(coords[marks, 0], coords[marks, 1], "o", ms=4.2, color=color, mec="#202020", mew=0.6,
+                zorder=zorder + 1, label=mark_label)
+    ax.plot(*coords[0], "o", ms=11, mfc="none", mec=color, mew=2.6, zorder=zorder + 2, path_effects=halo)
+    ax.plot(*coords[-1], "s", ms=9, color=color, mec="#202020", mew=1.0, zorder=zorder + 2)
+
+
+_POINT_STYLE = {
+    "global": dict(marker="*", ms=22, color="#ffd700", mec="#202020", mew=1.3, label="global minimum"),
+    "minimum": dict(marker="o", ms=10, color="#ffffff", mec="#202020", mew=1.3, label="local minimum"),
+    "saddle": dict(marker="X", ms=12, color="#ffffff", mec="#202020", mew=1.2, label="saddle point"),
+    "maximum": dict(marker="^", ms=10, color="#ffffff", mec="#202020", mew=1.0, label="local maximum"),
+}
+
+
+def draw_critical_points(ax, points: Sequence, surface=None, *, kinds=("global", "minimum", "saddle", "maximum")):
+    """Mark critical points: the lowest minimum as the global one, then the others by kind.
+
+    Points are plane coordinates, projected through ``surface`` when one is given.
+    """
+    minima = [p for p in points if p.kind == "minimum"]
+    best = min(minima, key=lambda p: p.value) if minima else None
+    groups: dict[str, list] = {k: [] for k in _POINT_STYLE}
+    for p in points:
+        kind = "global" if p is best else p.kind
+        if kind in groups:
+            xy = surface.project(p.theta[None])[0] if surface is not None and p.theta.size != 2 else p.theta
+            groups[kind].append(xy)
+    for kind in kinds:
+        if groups.get(kind):
+            xy = np.array(groups[kind])
+            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=9, **_POINT_STYLE[kind])
+
+
+def draw_loss_curves(ax, curves: Sequence[tuple[str, np.ndarray, np.ndarray, str]], *, xlabel: str = "step",
+                     ylabel: str = "loss L[φ]", log: bool = True, floor: float | None = None,
+                     excess: bool = False):
+    """Loss against step (or epoch): ``curves`` of (label, x, loss, colour).
+
+    ``floor`` is the global minimum's loss: a dashed line, or with ``excess`` the zero
+    of the axis, which then shows L[φ] - L[φ̂] on a log scale (how far from the best).
+    """
+    shift = floor if excess and floor is not None else 0.0
+    for label, x, loss, color in curves:
+        ax.plot(x, np.asarray(loss) - shift, color=color, label=label)
+    if excess and floor is not None:
+        ylabel = f"excess loss L[φ] − L[φ̂]  (L[φ̂] = {floor:.4g})"
+    elif floor is not None:
+        ax.axhline(floor, color="#606060", lw=1.2, ls="--", label=f"global minimum's loss {floor:.4g}")
+    if log and all(np.all(np.asarray(c[2])[np.isfinite(c[2])] - shift > 0) for c in curves):
+        ax.set_yscale("log")
+        plain_log_labels(ax.yaxis)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plain_log_labels(axis):
+    """Tick labels on a log axis as plain numbers (0.5, 2, 30), not as powers like 3×10⁰.
+
+    Over less than two decades the 2 and 5 ticks between powers of ten are labelled too.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    low, high = sorted(axis.get_view_interval())
+    short = low > 0 and np.log10(high / low) < 2
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if short else (1.0,)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}" if short else _power(v)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _power(v: float) -> str:
+    exponent = int(np.round(np.log10(v))) if v > 0 else 0
+    return f"{v:g}" if -2 <= exponent <= 3 else f"$10^{{{exponent}}}$"
+
+
+# -- whole figures --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A fit to draw: its result, a legend label, a colour, and rows to mark (epochs)."""
+
+    result: Any
+    label: str
+    color: str
+    marks: np.ndarray | None = None
+    mark_label: str | None = None
+    x: np.ndarray | None = None  # the x of its loss curve; default its steps
+
+
+def traces(results: Sequence, labels: Sequence[str] | None = None) -> list[Trace]:
+    """One `Trace` per result, labelled by optimiser and hyperparameters, coloured in order."""
+    labels = labels or [optimizer_label(r.optimizer) for r in results]
+    return [Trace(r, lab, PALETTE[k % len(PALETTE)]) for k, (r, lab) in enumerate(zip(results, labels, strict=True))]
+
+
+@styled
+def paths_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Sequence = (),
+                 xlabel: str = "step", floor: float | None = None, excess: bool = False,
+                 references: Sequence[tuple[float, str]] = (), legend_cols: int = 2, xmax: float | None = None,
+                 inset: tuple | None = None, inset_surface=None):
+    """Left: trajectories over the loss contours (critical points marked); right: loss curves.
+
+    ``floor`` draws the global minimum's loss on the curves, ``references`` more levels
+    (value, label); ``xmax`` ends the curves' axis; ``inset`` ((x0, x1), (y0, y1)) adds a
+    magnified view of that window of the paths, over ``inset_surface`` if given (a
+    finer grid of that window). One legend below both panels names every path, marker
+    and line.
+    """
+    from matplotlib.lines import Line2D
+
+    fig, (left, right) = new_figure(2, size=(WIDE[0], WIDE[1] + 0.35 * (1 + len(runs) // legend_cols)),
+                                    width_ratios=(1.15, 1.0))
+    fig.get_layout_engine().set(wspace=0.06)
+    draw_surface(left, surface)
+    draw_critical_points(left, points, surface)
+    for run in runs:
+        coords = surface.project(run.result.history.params)
+        draw_path(left, coords, label=run.label, color=run.color, marks=run.marks, mark_label=run.mark_label)
+    if inset is not None:
+        _draw_inset(left, inset_surface or surface, runs, inset)
+    curves = [(run.label, run.x if run.x is not None else run.result.history.step, run.result.history.loss, run.color)
+              for run in runs]
+    draw_loss_curves(right, curves, xlabel=xlabel, floor=floor, excess=excess)
+    for k, (value, label) in enumerate(references):
+        right.axhline(value, color="#808080", lw=1.2, ls=(0, (1, 2)) if k == 0 else (0, (4, 2, 1, 2)), label=label)
+    if xmax is not None:
+        right.set_xlim(0, xmax)
+    right.set_title("full-data loss")
+    left.set_title("paths over the loss")
+    paths = [Line2D([], [], color=run.color, lw=2.6, label=run.label) for run in runs]
+    markers = [Line2D([], [], ls="none", marker="o", ms=10, mfc="none", mec="#404040", mew=2.2, label="start"),
+               Line2D([], [], ls="none", marker="s", ms=8, color="#404040", label="end")]
+    if any(run.marks is not None for run in runs):
+        markers.append(Line2D([], [], ls="none", marker="o", ms=5, color="#909090", mec="#202020", mew=0.6,
+                              label="end of an epoch"))
+    shown = {lab for run in runs for lab in [run.label]}
+    extra = [(h, lab) for ax in (left, right) for h, lab in zip(*ax.get_legend_handles_labels(), strict=True)
+             if lab not in shown and not lab.startswith("_")]
+    seen: dict[str, Any] = {}
+    for h, lab in extra:
+        seen.setdefault(lab, h)
+    fig.legend(handles=paths, loc="outside lower left", ncols=1, fontsize=11, frameon=False)
+    fig.legend(handles=markers + list(seen.values()), labels=[m.get_label() for m in markers] + list(seen),
+               loc="outside lower right", ncols=2, fontsize=10.5, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_inset(ax, surface, runs: Sequence[Trace], window, *, where=(0.56, 0.56, 0.42, 0.42)):
+    """A magnified view of ``window`` ((x0, x1), (y0, y1)) of the paths, in a corner of ``ax``."""
+    (x0, x1), (y0, y1) = window
+    sub = ax.inset_axes(where)
+    z = np.asarray(surface.loss, float)
+    levels = _log_levels(z, 24) if np.all(z > 0) else np.linspace(z.min(), z.max(), 24)
+    from matplotlib.colors import LogNorm
+
+    norm = LogNorm(levels[0], levels[-1]) if np.all(z > 0) else None
+    sub.contourf(surface.a, surface.b, z, levels=levels, norm=norm, cmap=CMAP, rasterized=True)
+    for run in runs:
+        coords = surface.project(run.result.history.params)
+        sub.plot(coords[:, 0], coords[:, 1], color=run.color, lw=1.6, marker="o", ms=2.5)
+    sub.set_xlim(x0, x1)
+    sub.set_ylim(y0, y1)
+    sub.tick_params(labelsize=9)
+    for side in sub.spines.values():
+        side.set_visible(True)
+        side.set_color("#202020")
+    ax.indicate_inset_zoom(sub, edgecolor="#202020", alpha=0.9)
+
+
+@styled
+def surfaces_figure(surfaces: Sequence, point_sets: Sequence[Sequence], titles: Sequence[str], *, suptitle: str = ""):
+    """Loss surfaces side by side, each with its critical points marked."""
+    fig, axes = new_figure(len(surfaces), size=WIDE if len(surfaces) > 1 else SINGLE)
+    axes = np.atleast_1d(axes)
+    for ax, surf, pts, title in zip(axes, surfaces, point_sets, titles, strict=True):
+        draw_surface(ax, surf)
+        draw_critical_points(ax, pts, surf)
+        ax.set_title(title)
+    handles, labels = _unique_legend(axes)
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=11)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def _unique_legend(axes):
+    seen: dict[str, Any] = {}
+    for ax in np.atleast_1d(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
+@styled
+def data_figure(data, curves: Sequence[tuple[str, np.ndarray, np.ndarray, str]], *, title: str = "",
+                xlabel: str = "input x", ylabel: str = "output y", ax=None, legend: bool = True):
+    """The data as points with model curves (label, x, f, colour) drawn through them."""
+    fig, ax = new_figure(1, size=SINGLE) if ax is None else (ax.figure, ax)
+    ax.plot(data.x, data.y, "o", ms=7, color="#2b6cb0", mec="white", mew=0.8, label=f"data ({len(data)} points)",
+            zorder=5)
+    for label, x, f, color in curves:
+        ax.plot(x, f, color=color, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if legend:
+        ax.legend(loc="best", fontsize=10)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+@styled
+def models_figure(panels: Sequence[tuple[str, Any, Sequence[tuple[str, np.ndarray, np.ndarray, str]]]],
+                  *, suptitle: str = ""):
+    """Several `data_figure` panels side by side: (title, data, curves) each."""
+    fig, axes = new_figure(len(panels), size=(WIDE[0], WIDE[1] + 0.6) if len(panels) > 1 else SINGLE)
+    for ax, (title, data, curves) in zip(np.atleast_1d(axes), panels, strict=True):
+        data_figure(data, curves, title=title, ax=ax, legend=False)
+    handles, labels = _unique_legend(axes)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=11, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+BASIN_COLORS = ("#ffd700", "#e8384f", "#2bd3ec", "#7ee07e", "#e56bd9", "#fd9a44", "#4c6ef5", "#a0522d",
+                "#20c997", "#b0a0ff")
+_NO_MIN = {-1: ("#d9d9d9", "still moving after the steps"), -2: ("#8c8c8c", "left the box")}
+
+
+@styled
+def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Sequence] = (), *, suptitle: str = ""):
+    """Each start of a grid coloured by the minimum it reaches; the share of starts per minimum."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fig, axes = new_figure(len(maps), size=(WIDE[0], WIDE[1] + 0.9) if len(maps) > 1 else SINGLE)
+    axes = np.atleast_1d(axes)
+    point_sets = list(point_sets) or [()] * len(maps)
+    for ax, bm, title, pts in zip(axes, maps, titles, point_sets, strict=True):
+        m = len(bm.minima)
+        colors = [_NO_MIN[-2][0], _NO_MIN[-1][0]] + [BASIN_COLORS[k % len(BASIN_COLORS)] for k in range(m)]
+        cmap = ListedColormap(colors)
+        (x0, x1), (y0, y1) = (bm.a[0], bm.a[-1]), (bm.b[0], bm.b[-1])
+        dx, dy = (x1 - x0) / max(len(bm.a) - 1, 1), (y1 - y0) / max(len(bm.b) - 1, 1)
+        ax.imshow(bm.labels + 2, origin="lower", cmap=cmap, vmin=-0.5, vmax=m + 1.5, interpolation="nearest",
+                  extent=(x0 - dx / 2, x1 + dx / 2, y0 - dy / 2, y1 + dy / 2), aspect="auto")
+        plane = bm.minima[:, [int(np.argmax(bm.directions[0])), int(np.argmax(bm.directions[1]))]]
+        for k, xy in enumerate(plane):
+            style = _POINT_STYLE["global" if k == 0 else "minimum"]
+            ax.plot(*xy, ls="none", marker=style["marker"], ms=style["ms"], color=BASIN_COLORS[k % len(BASIN_COLORS)],
+                    mec="#202020", mew=1.4, zorder=6)
+        saddles = [p for p in pts if p.kind == "saddle"]
+        if saddles:
+            xy = np.array([p.theta for p in saddles])
+            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=6, **_POINT_STYLE["saddle"])
+        shares = bm.shares
+        handles = [Patch(color=BASIN_COLORS[k % len(BASIN_COLORS)],
+                         label=f"{'global' if k == 0 else 'local'} min ({bm.minima[k][0]:.2f}, {bm.minima[k][1]:.2f}), "
+                               f"L={bm.minima_loss[k]:.3g}: {100 * shares[k]:.1f}%")
+                   for k in range(m)]
+        for code in (-1, -2):
+            share = float(np.mean(bm.labels == code))
+            if share >= 0.0005:
+                handles.append(Patch(color=_NO_MIN[code][0], label=f"{_NO_MIN[code][1]}: {100 * share:.1f}%"))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, fontsize=9.5,
+                  frameon=False)
+        ax.set_xlabel(bm.names[0])
+        ax.set_ylabel(bm.names[1])
+        ax.set_title(title)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+@styled
+def hyper_figure(panels: Sequence[dict[str, Any]], *, suptitle: str = "", ylabel: str = "final loss",
+                 ceiling: float = np.inf):
+    """Final loss against a hyperparameter, one panel each, repeats as spread.
+
+    Each panel: ``values`` (V,), ``losses`` (V, R) over R repeats, ``xlabel``, ``title``,
+    ``log_x`` (and ``log_base``). The median is the line, the band spans the repeats'
+    min to max, dots are repeats. A loss that is not finite or above ``ceiling`` counts
+    as diverged: a red cross at the top marks a value where a repeat diverged.
+    """
+    fig, axes = new_figure(len(panels), size=(WIDE[0], WIDE[1] + 0.5))
+    for k, (ax, panel) in enumerate(zip(np.atleast_1d(axes), panels, strict=True)):
+        values = np.asarray(panel["values"], float)
+        losses = np.asarray(panel["losses"], float)
+        color = (PALETTE[0], PALETTE[1], PALETTE[2])[k % 3]
+        good = np.isfinite(losses) & (losses <= ceiling)
+        kept = np.where(good, losses, np.nan)
+        ok = np.any(good, axis=1)
+        med = np.array([np.median(r[np.isfinite(r)]) for r in kept[ok]])
+        low, high = np.nanmin(kept[ok], axis=1), np.nanmax(kept[ok], axis=1)
+        ax.fill_between(values[ok], low, high, color=color, alpha=0.25, lw=0, label="min–max over seeds")
+        ax.plot(values[ok], med, "-o", color=color, ms=6, mec="#202020", mew=0.6, label="median over seeds")
+        xs = np.repeat(values[:, None], losses.shape[1], axis=1)
+        ax.plot(xs[good], losses[good], ".", color="#303030", ms=5, alpha=0.6, label=f"each seed ({losses.shape[1]})")
+        bad = ~np.all(good, axis=1)
+        if np.any(bad):
+            ax.plot(values[bad], np.full(bad.sum(), 0.96), "x", color="#c00000", ms=11, mew=2.6,
+                    transform=ax.get_xaxis_transform(), clip_on=False, label="diverged", zorder=8)
+        if panel.get("log_x"):
+            ax.set_xscale("log", base=panel.get("log_base", 10))
+            if panel.get("log_base", 10) != 10:
+                from matplotlib.ticker import FixedLocator, FuncFormatter
+
+                ax.xaxis.set_major_locator(FixedLocator(values))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_yscale("log")
+        plain_log_labels(ax.yaxis)
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_title(panel["title"])
+        ax.grid(True, which="major", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel(ylabel)
+    handles, labels = _unique_legend(axes)
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=11, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
