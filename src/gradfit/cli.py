@@ -26,6 +26,17 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+# Options that several commands share, spelled once.
+DataOption = Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")]
+XOption = Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")]
+YOption = Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")]
+BuiltinOption = Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")]
+ModelOption = Annotated[str, typer.Option(help="linear, gabor or shallow.")]
+LossOption = Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")]
+ScaleOption = Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")]
+WidthOption = Annotated[int, typer.Option(help="Hidden units of the shallow network.")]
+BatchOption = Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")]
+
 
 @app.callback()
 def _root() -> None:
@@ -40,12 +51,12 @@ def _builtin_for(model: str, loss: str) -> str:
 
 @app.command()
 def fit(
-    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
-    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
-    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
-    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
-    model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
-    loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
+    data: DataOption = None,
+    x: XOption = None,
+    y: YOption = None,
+    builtin: BuiltinOption = None,
+    model: ModelOption = "gabor",
+    loss: LossOption = "normal",
     optimizer: Annotated[str, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad or adamw.")] = "adam",
     variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate α (the start of a schedule).")] = 0.1,
@@ -57,7 +68,7 @@ def fit(
     decay_factor: Annotated[float, typer.Option(help="step: multiply α by this every --decay-every steps; exponential: α·rate^t.")] = 0.5,
     decay_every: Annotated[int, typer.Option(help="step: steps between decays.")] = 100,
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")] = 0,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    batch_size: BatchOption = None,
     steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
@@ -65,8 +76,8 @@ def fit(
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
     line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
     polish: Annotated[bool, typer.Option("--polish", help="Finish with Newton's method (autodiff Hessian) from where the optimiser stopped.")] = False,
-    scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
-    width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
+    scale: ScaleOption = 8.0,
+    width: WidthOption = 8,
     reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
     dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
@@ -459,24 +470,24 @@ def _optimizer_list(gf, text, lr, beta, gamma, eps):
 @app.command()
 def compare(
     optimizers: Annotated[str, typer.Option(help="Comma-separated NAME[:VARIANT][@LR], e.g. gd@0.05,nesterov:torch,adam@0.1, gd:line-search.")] = "gd,momentum,adam",
-    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
-    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
-    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
-    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
-    model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
-    loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
+    data: DataOption = None,
+    x: XOption = None,
+    y: YOption = None,
+    builtin: BuiltinOption = None,
+    model: ModelOption = "gabor",
+    loss: LossOption = "normal",
     lr: Annotated[float, typer.Option(help="Learning rate α of the optimisers not given one with @.")] = 0.1,
     beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β, for those that have one.")] = None,
     gamma: Annotated[float | None, typer.Option(help="Second-moment decay γ, for those that have one.")] = None,
     eps: Annotated[float | None, typer.Option(help="Stabiliser ε, for those that have one.")] = None,
     steps: Annotated[int | None, typer.Option(help="Updates per fit (default 300, or --epochs).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data per fit, instead of --steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    batch_size: BatchOption = None,
     tol: Annotated[float, typer.Option(help="Stop a fit when its gradient norm is at most tol; 0 runs every step.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches (the same batches for all).")] = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order, the same for all.")] = None,
-    scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
-    width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
+    scale: ScaleOption = 8.0,
+    width: WidthOption = 8,
     resolution: Annotated[int, typer.Option(help="Grid points per axis of the loss surface.")] = 120,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for compare.png, compare.svg and compare.html.")] = Path("compare"),
 ) -> None:
@@ -521,12 +532,12 @@ def _split_names(text):
 
 @app.command()
 def landscape(
-    data: Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")] = None,
-    x: Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")] = None,
-    y: Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")] = None,
-    builtin: Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")] = None,
-    model: Annotated[str, typer.Option(help="linear, gabor or shallow.")] = "gabor",
-    loss: Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")] = "normal",
+    data: DataOption = None,
+    x: XOption = None,
+    y: YOption = None,
+    builtin: BuiltinOption = None,
+    model: ModelOption = "gabor",
+    loss: LossOption = "normal",
     params: Annotated[str | None, typer.Option(help="Two parameters to draw the loss over, e.g. phi0,phi1 or omega0[1,0]; default: the model's two, or a random slice.")] = None,
     at: Annotated[str | None, typer.Option(help="Hold the other parameters at v0,v1,... (all, in parameter order); default: the fit's end.")] = None,
     optimizer: Annotated[str, typer.Option(help="The optimiser whose path is drawn.")] = "adam",
@@ -534,13 +545,13 @@ def landscape(
     lr: Annotated[float, typer.Option(help="Learning rate α.")] = 0.1,
     line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
     steps: Annotated[int, typer.Option(help="Cap on updates.")] = 1000,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")] = None,
+    batch_size: BatchOption = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts, batches and the slice's directions.")] = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
     span: Annotated[float | None, typer.Option(help="Random slice: half-width along each direction (default: to hold the path, at least 1).")] = None,
-    scale: Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")] = 8.0,
-    width: Annotated[int, typer.Option(help="Hidden units of the shallow network.")] = 8,
+    scale: ScaleOption = 8.0,
+    width: WidthOption = 8,
     resolution: Annotated[int, typer.Option(help="Grid points per axis of the loss surface.")] = 150,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for landscape.png, landscape.svg and landscape.html.")] = Path("landscape"),
 ) -> None:
