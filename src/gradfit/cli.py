@@ -89,20 +89,14 @@ def fit(
 
     With no options: the Gabor model, least squares, Adam, on gradfit's built-in data.
     """
+    gf, GradfitError = _engine()
     try:
-        _enable_compilation_cache()
-        import gradfit as gf
-        from gradfit.errors import GradfitError
-    except ImportError as exc:  # pragma: no cover - broken install
-        err.print(f"error: gradfit cannot import its engine: {exc}")
-        raise typer.Exit(2) from None
-    try:
+        the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
+                             decay_factor, decay_every, warmup, line_search)
         # A linear model with a count, binary or class likelihood is a regression model
         # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
         regression = model == "linear" and loss in ("poisson", "bernoulli", "categorical")
         if categorical is not None or offset is not None or regression:
-            the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
-                                 decay_factor, decay_every, warmup, line_search)
             with _ProgressBar(quiet) as bar:
                 dataset, result = _fit_design(gf, data, x, y, builtin, model, loss, categorical, offset, the_opt,
                                               init, steps, epochs, batch_size, tol, seed, bar)
@@ -110,8 +104,6 @@ def fit(
             dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
             the_model = _model(gf, model, dataset, loss, scale, width)
             the_loss = gf.make_loss(loss)
-            the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
-                                 decay_factor, decay_every, warmup, line_search)
             start = _parse_init(init, the_model)
             with _ProgressBar(quiet) as bar:
                 result = gf.fit(
@@ -126,8 +118,7 @@ def fit(
             except OSError as exc:
                 raise GradfitError(f"cannot write {json_path}: {exc.strerror}") from None
     except GradfitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
     if not quiet:
         _print_report(result, dataset)
     if result.status == "diverged":
