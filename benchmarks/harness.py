@@ -186,10 +186,20 @@ def _clear_jax_caches() -> None:
     jax.clear_caches()
 
 
+def _start_jax_backend() -> None:
+    """Start JAX's CPU backend, so no tool's first call is charged for it."""
+    import jax
+
+    with jax.enable_x64(True):
+        jax.block_until_ready(jax.numpy.zeros(()) + 1)
+
+
 def measure(problem: Problem, repeats: int, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time every tool of a problem; the results as plain data (see `benchmarks.report`)."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}")
+    if any(t.jax for t in problem.tools):
+        _start_jax_backend()
     runs: dict[str, Run] = {}
     rows: dict[str, dict[str, Any]] = {}
     for tool in problem.tools:

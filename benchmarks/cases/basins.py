@@ -123,10 +123,6 @@ def _jax(p: dict[str, Any], data) -> Run:
 
 
 def build(p: dict[str, Any]) -> Problem:
-    import jax
-
-    with jax.enable_x64(True):  # start the backend before any tool's first call is timed
-        jax.block_until_ready(jax.numpy.zeros(()) + 1)
     data = _data(p)
     tools = [
         Tool("gradfit", "gradfit.landscape.basins (fit + labels)", lambda: _gradfit(p, data), jax=True),

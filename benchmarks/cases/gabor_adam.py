@@ -190,10 +190,6 @@ def _numpy(p: dict[str, Any], data) -> Run:
 
 
 def build(p: dict[str, Any]) -> Problem:
-    import jax
-
-    with jax.enable_x64(True):  # start the backend before any tool's first call is timed
-        jax.block_until_ready(jax.numpy.zeros(()) + 1)
     data = _data(p)
     tools = [
         Tool("gradfit", "gradfit.fit (history every step)", lambda: _gradfit(p, data), jax=True),
