@@ -59,6 +59,12 @@ class _Plan:
     data_size: int = 1  # rows × columns of x, to size the loss pass after the loop
     starts: int = 0
 
+    @property
+    def free_metrics(self) -> bool:
+        """Whether each step's own gradient is the full-data gradient at θ (so a record
+        needs no extra pass over the data for it)."""
+        return not self.minibatch and not self.optimizer.looks_ahead
+
 
 def default_dtype() -> str:
     """float64 on the CPU (as scipy and lmfit), float32 on accelerators."""
@@ -299,8 +305,6 @@ def _step_fns(plan: _Plan):
     full_vg = jax.value_and_grad(objective.value)
     full_grad = jax.grad(objective.value)
     batch_vg = jax.value_and_grad(objective.batch_value)
-    free_metrics = not plan.minibatch and not optimizer.looks_ahead
-
     def direction(theta, state, batch, x, y):
         """The gradient the rule uses, and the objective a line search would probe."""
         point = optimizer.gradient_point(theta, state)
@@ -319,7 +323,7 @@ def _step_fns(plan: _Plan):
 
     def record(theta, state, batch, x, y):
         nan = jnp.full((), jnp.nan, theta.dtype)
-        if free_metrics:  # the update's own gradient is the full-data one at θ
+        if plan.free_metrics:  # the update's own gradient is the full-data one at θ
             grad = full_grad(theta, x, y)
             grad_at_theta, value_fn, loss = grad, (lambda p: objective.value(p, x, y)), nan
         else:  # a pass over the data for the record: take the loss in the same pass
@@ -374,7 +378,6 @@ def _runner(plan: _Plan):
         plain = jax.vmap(plain, in_axes=(0, 0, None, None, None))
     optimizer, every = plan.optimizer, plan.every
     blocks = -(-plan.groups // BLOCK)
-    free_metrics = not plan.minibatch and not optimizer.looks_ahead
 
     def chunk(carry, start, total, batches, x, y, tol):
         # carry: θ, optimiser state, stopped?, stop code, stop step (per start)
@@ -424,7 +427,7 @@ def _runner(plan: _Plan):
 
         _, carry, rows = lax.while_loop(more, block, (jnp.asarray(0), carry, rows))
         rows = rows[: plan.groups]
-        losses = rows[..., size + 2] if not free_metrics else _row_losses(rows[..., :size], n_groups, x, y)
+        losses = rows[..., size + 2] if not plan.free_metrics else _row_losses(rows[..., :size], n_groups, x, y)
         # A non-finite loss stops the fit too, at the row before it (rows past a stop,
         # or past the cap, were not run, and do not count).
         theta, opt_state, done, code, n = carry
