@@ -126,19 +126,19 @@ def test_same_seed_same_fit_other_seed_other_fit():
 
 def test_ragged_batches_compile_once():
     data = gf.linear_data(seed=2, n=23)
-    loop._runner.cache_clear()
+    loop.runner.cache_clear()
     for epochs in (1, 2, 3):
         gf.fit("linear", "normal", data, gf.sgd(0.01), batch_size=5, epochs=epochs, tol=0)
-    info = loop._runner.cache_info()
+    info = loop.runner.cache_info()
     assert info.misses == 1 and info.hits == 2
-    _, run_chunk = loop._runner(next(iter(_plans(data))))
+    _, run_chunk = loop.runner(next(iter(_plans(data))))
     assert run_chunk._cache_size() == 1
 
 
 def _plans(data):
     # the plan the fits above used: one shape for every cap, so one compiled chunk
     objective = gf.Objective(gf.linear(1), gf.normal())
-    yield loop._Plan(objective, gf.sgd(0.01), True, False, loop._chunk_steps(5, 1, True, 5), 1, data.x.size)
+    yield loop.Plan(objective, gf.sgd(0.01), True, False, loop.chunk_steps(5, 1, True, 5), 1, data.x.size)
 
 
 def test_minibatch_history_stride_is_per_epoch_when_asked():

@@ -32,12 +32,12 @@ def _gradfit(p: dict[str, Any], x, y) -> Run:
     import jax
 
     import gradfit
-    from gradfit.loop import _on_device
+    from gradfit.loop import on_device
 
     objective = gradfit.Objective(gradfit.linear(p["d"]), gradfit.normal())
     data = gradfit.Dataset(x, y)
     with jax.enable_x64(True):
-        xd, yd = _on_device(data, np.float64)
+        xd, yd = on_device(data, np.float64)
         grad = jax.jit(jax.grad(objective.value))
         phi = jax.device_put(_phi(p))
 

@@ -7,7 +7,10 @@ The public surface, one concept a module:
 - `gradfit.optimizers`: the lecture's update rules and their variants, optax-compatible
 - `gradfit.schedules`: learning-rate schedules
 - `gradfit.data`: data sets, built-in generators, CSV / Parquet loading, batching
-- `gradfit.loop`: the compiled fit loop, `gradfit.fit(...)`
+- `gradfit.fitting`: `gradfit.fit(...)`, which runs the compiled loop of `gradfit.loop`
+  chunk by chunk, with checkpoints (`gradfit.checkpoint`), a bounded history
+  (`gradfit.history`), clean interrupts, and the kind of point it stopped at
+  (`gradfit.points`)
 - `gradfit.result`: `FitResult` and its `Inference`, immutable, with JSON in and out
 - `gradfit.design`, `gradfit.glm`: design matrices, and regression models for every likelihood
 - `gradfit.inference`: standard errors, intervals and likelihood statistics at an optimum
@@ -26,10 +29,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "data": ("Dataset", "gabor_data", "linear_data", "load", "pedestrian_data"),
-    "errors": ("GradfitError",),
+    "errors": ("GradfitError", "Interrupted"),
     "glm": ("GLM", "fit_glm"),
     "inference": ("infer",),
-    "loop": ("fit",),
+    "fitting": ("fit",),
     "losses": ("bernoulli", "categorical", "hetero_normal", "make_loss", "normal", "poisson", "von_mises"),
     "models": ("Model", "custom", "gabor", "linear", "make_model", "shallow"),
     "objective": ("Objective",),
@@ -61,10 +64,10 @@ def __dir__():
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .data import Dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
-    from .errors import GradfitError  # noqa: F401
+    from .errors import GradfitError, Interrupted  # noqa: F401
     from .glm import GLM, fit_glm  # noqa: F401
     from .inference import infer  # noqa: F401
-    from .loop import fit  # noqa: F401
+    from .fitting import fit  # noqa: F401
     from .losses import bernoulli, categorical, hetero_normal, make_loss, normal, poisson, von_mises  # noqa: F401
     from .models import Model, custom, gabor, linear, make_model, shallow  # noqa: F401
     from .objective import Objective  # noqa: F401

@@ -1,4 +1,4 @@
-"""The one exception gradfit raises for bad input, and the message helpers it uses."""
+"""The exceptions gradfit raises: bad input (with the message helpers it uses), and an interrupted fit."""
 
 from __future__ import annotations
 
@@ -13,3 +13,20 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> GradfitError:
     """The error for a name that is not in a registry, listing the names that are."""
     plural = kind + ("es" if kind.endswith("s") else "s")
     return GradfitError(f"unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A fit stopped by SIGINT (Ctrl-C) or SIGTERM, after finishing its current compiled chunk.
+
+    ``result`` is where the fit got to: a `FitResult` (or `MultiFit`) with status
+    ``interrupted``, its parameters and history up to the last finished step.
+    ``checkpoint`` is the checkpoint written as it stopped, if the fit was asked to keep
+    one (resume from it with ``resume=``). A subclass of KeyboardInterrupt, so code that
+    does not catch it stops as it would on Ctrl-C.
+    """
+
+    def __init__(self, result, checkpoint=None, signal_name: str = "SIGINT"):
+        super().__init__(f"fit interrupted by {signal_name} after {getattr(result, 'steps', '?')} steps")
+        self.result = result
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name

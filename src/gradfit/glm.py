@@ -462,7 +462,7 @@ class _Working:
     # first-order phase -------------------------------------------------------------------------
 
     def first_order(self, optimizer, theta, *, steps, epochs, batch_size, seed, tol, progress) -> FitResult:
-        from .loop import fit as loop_fit
+        from .fitting import fit as loop_fit
 
         d = self.glm.design
         z = ((d.columns - self.scaling.center[:, None]) / self.scaling.scale[:, None]).T

@@ -562,7 +562,7 @@ def basins(
     (M, P) are given, in which case each settled end goes to the nearest one within
     ``merge``.
     """
-    from .loop import fit
+    from .fitting import fit
 
     i, j = (_index(model, name) for name in params)
     held = model.default_init() if at is None else _flat(model, at)

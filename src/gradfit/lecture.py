@@ -41,7 +41,7 @@ from . import landscape as ls
 from . import report as rp
 from .data import Dataset, gabor_data, linear_data
 from .errors import GradfitError
-from .loop import fit
+from .fitting import fit
 from .losses import Loss, normal
 from .models import Model, custom, gabor, linear
 from .optimizers import Optimizer, adam, gd, momentum, nesterov, normalized, sgd

@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-STATUSES = ("converged", "max_steps", "diverged")
+from .errors import GradfitError
+from .files import atomic_write
+
+STATUSES = ("converged", "stalled", "max_steps", "diverged", "interrupted")
 
 
 def _frozen(a, dtype=float) -> np.ndarray:
@@ -175,9 +178,19 @@ class FitResult:
     """The outcome of one fit: parameters, final loss, why it stopped, and its history.
 
     ``params`` maps each parameter name to its value (a float, or an array for array
-    parameters), in parameter order. ``status`` is one of ``converged`` (gradient norm
-    under tol), ``max_steps`` (the step or epoch cap) or ``diverged`` (a non-finite
-    loss, gradient or parameter; ``params`` are then the last finite ones).
+    parameters), in parameter order. ``status`` is one of
+
+    - ``converged``: the gradient norm fell to tol at a minimum;
+    - ``stalled``: the gradient norm fell to tol at a point that is not a minimum (a
+      saddle point, a maximum, or flat ground; ``point`` says which);
+    - ``max_steps``: the step or epoch cap;
+    - ``diverged``: a non-finite loss, gradient or parameter (``params`` are then the
+      last finite ones);
+    - ``interrupted``: stopped by Ctrl-C or SIGTERM after its last finished chunk.
+
+    ``point`` is the kind of point a stop for a small gradient ended at (``minimum``,
+    ``saddle``, ``maximum``, ``flat``; `gradfit.points`), or None where it was not
+    classified (other stops, or models of over 200 parameters).
     """
 
     params: dict[str, Any]
@@ -194,6 +207,7 @@ class FitResult:
     settings: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
     inference: Inference | None = None
+    point: str | None = None
 
     def __post_init__(self):
         frozen = {}
@@ -225,6 +239,7 @@ class FitResult:
             "grad_norm": _plain(self.grad_norm),
             "steps": self.steps,
             "status": self.status,
+            "point": self.point,
             "stopped": self.stopped,
             "model": self.model,
             "objective": self.objective,
@@ -245,14 +260,26 @@ class FitResult:
         return out
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
-        """The result as JSON text (written to ``path`` too, when given)."""
+        """The result as JSON text (written to ``path`` too, when given, atomically)."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            _write_text(path, text)
         return text
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitResult:
+        """The inverse of `to_dict`; a dict that is not a fit result's gets a GradfitError naming what is missing."""
+        try:
+            return cls._from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            what = f"it lacks the key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            raise GradfitError(f"this JSON is not a gradfit fit result ({what}); read a file written by "
+                               "FitResult.to_json or gradfit fit --json") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> FitResult:
+        if not isinstance(d, dict):
+            raise TypeError(f"a JSON {type(d).__name__}, not an object")
         shapes = tuple((n, tuple(s)) for n, s in d["shapes"].items())
         h = d["history"]
         flat = [np.concatenate([np.ravel(np.asarray(row[n], float)) for n, _ in shapes]) for row in h["params"]]
@@ -269,7 +296,8 @@ class FitResult:
             loss=_floats(d["loss"]),
             grad_norm=_floats(d["grad_norm"]),
             steps=int(d["steps"]),
-            status=d["status"],
+            status=_status(d["status"]),
+            point=d.get("point"),
             stopped=d["stopped"],
             history=history,
             shapes=shapes,
@@ -284,10 +312,17 @@ class FitResult:
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> FitResult:
         """A result from JSON text or from a file holding it."""
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_read_json(text_or_path))
+
+    def __repr__(self) -> str:
+        shown = []
+        for name in self.param_names[:6]:
+            value = self.params[name]
+            shown.append(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}=<array {value.shape}>")
+        more = f", ... ({len(self.param_names)} in all)" if len(self.param_names) > 6 else ""
+        point = f", point={self.point!r}" if self.point else ""
+        return (f"FitResult(status={self.status!r}{point}, loss={self.loss:.6g}, steps={self.steps}, "
+                f"params={{{', '.join(shown)}{more}}}, history={len(self.history)} rows)")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FitResult):
@@ -355,17 +390,55 @@ class MultiFit:
         return self[int(np.argmin(losses))]
 
     def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
+        """Every start's result as JSON text, ``{"fits": [...]}`` (written to ``path`` too, atomically)."""
         text = json.dumps({"fits": [f.to_dict() for f in self]}, indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            _write_text(path, text)
         return text
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> MultiFit:
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
+        d = _read_json(text_or_path)
+        if not isinstance(d, dict) or not isinstance(d.get("fits"), list):
+            raise GradfitError('this JSON is not a gradfit MultiFit (no "fits" list); read a file written by '
+                               "MultiFit.to_json")
+        return cls(FitResult.from_dict(f) for f in d["fits"])
+
+    def __repr__(self) -> str:
+        if self._n == 0:
+            return "MultiFit(0 starts)"
+        finite = np.isfinite(self._losses)
+        if not finite.any():
+            return f"MultiFit({self._n} starts, no finite loss)"
+        lo, mid, hi = np.percentile(self._losses[finite], [0, 50, 100])
+        return (f"MultiFit({self._n} starts, best loss {lo:.6g} (start {int(np.nanargmin(self._losses))}), "
+                f"median {mid:.6g}, worst {hi:.6g}, {int((~finite).sum())} non-finite)")
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise ValueError(f"unknown status {value!r}")
+    return value
+
+
+def _read_json(text_or_path: str | Path) -> Any:
+    """JSON from text, or from the file it names; errors name the file and the fix."""
+    text = str(text_or_path)
+    if not text.lstrip().startswith(("{", "[")):
+        try:
             text = Path(text_or_path).read_text()
-        return cls(FitResult.from_dict(d) for d in json.loads(text)["fits"])
+        except OSError as exc:
+            raise GradfitError(f"cannot read {text_or_path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise GradfitError(f"{text_or_path} is not a JSON text file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GradfitError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda file: file.write((text + "\n").encode()))
 
 
 def _plain(value: Any) -> Any:
