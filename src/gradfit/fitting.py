@@ -397,9 +397,10 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     tol = run.float_t(run.tol)
     rows_cap = (total - 1) // every + 1  # records the fit makes: after 0, every, 2·every, ... < total steps
 
-    # The loop state goes in and out of each chunk as host arrays, so a chunk resumed
-    # from a checkpoint's arrays is the very computation of the uninterrupted run.
-    carry = jax.device_get(init(starts.astype(run.float_t) if batched else starts[0].astype(run.float_t)))
+    # The loop state stays on the device between chunks. Its leaves are strongly typed,
+    # so a state restored from a checkpoint's arrays is the very input of the
+    # uninterrupted run's next chunk, and the chunk computes the same bits from it.
+    carry = init(starts.astype(run.float_t) if batched else starts[0].astype(run.float_t))
     fingerprint = run.fingerprint(length) if checkpoint is not None else None
     done_steps, elapsed_before = 0, 0.0
     recorder = Recorder(run.max_rows, len(starts), size + 3)
@@ -421,7 +422,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
         return bidx.reshape(shape), bmask.reshape(shape)
 
     def save(finished: bool) -> None:
-        leaves = jax.tree_util.tree_leaves(carry)
+        leaves = jax.device_get(jax.tree_util.tree_leaves(carry))
         checkpoints.save(checkpoint, fingerprint, done_steps, elapsed_before + time.perf_counter() - t0,
                          leaves, recorder.state(), finished)
 
@@ -435,10 +436,12 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
             row0 = done_steps // every
             done_steps += length
             batch = chunk_batches(done_steps)  # JAX runs the chunk asynchronously: draw the next batches meanwhile
-            carry, chunk_rows, chunk_losses, final = jax.device_get(out)
+            carry = out[0]
+            theta, done, code, n, chunk_rows, chunk_losses, final = jax.device_get(
+                (carry[0], carry[2], carry[3], carry[4], *out[1:]))
             if not batched:  # one start: the same code, with a starts axis of length 1
                 chunk_rows, chunk_losses = chunk_rows[:, None], chunk_losses[:, None]
-            done, n = np.atleast_1d(carry[2]), np.atleast_1d(carry[4])
+            done, n = np.atleast_1d(done), np.atleast_1d(n)
             run_rows = min(done_steps // every, rows_cap)
             recorder.add(row0, chunk_rows, chunk_losses, limit=rows_cap)
             recorder.track_ends(row0, chunk_rows, chunk_losses, np.where(done, n // every, run_rows - 1))
@@ -458,9 +461,9 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     elapsed = elapsed_before + time.perf_counter() - t0
 
     final_loss, final_gnorm = (np.atleast_1d(np.asarray(a, float)) for a in final)
-    theta = np.asarray(carry[0], float).reshape(len(starts), size)
+    theta = np.asarray(theta, float).reshape(len(starts), size)
     run_to = min(done_steps, total) if interrupted else total
-    ends = _outcomes(recorder, theta, np.asarray(starts, float), done, np.atleast_1d(carry[3]), n, final_loss,
+    ends = _outcomes(recorder, theta, np.asarray(starts, float), done, np.atleast_1d(code), n, final_loss,
                      final_gnorm, run_to, every, size)
     index, rows, losses = recorder.arrays()
 
@@ -477,11 +480,11 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
 def _restore(carry, leaves: list[np.ndarray], path) -> Any:
     """The loop state with a checkpoint's leaves, checked leaf by leaf against this fit's own."""
     mine, tree = jax.tree_util.tree_flatten(carry)
-    if len(mine) != len(leaves) or any(np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
+    if len(mine) != len(leaves) or any(np.shape(a) != np.shape(b) or a.dtype != b.dtype
                                        for a, b in zip(mine, leaves)):
         raise GradfitError(f"checkpoint {path} holds an optimiser state of another shape; "
                            "resume with the same optimiser and starts, or start afresh without resuming")
-    return jax.tree_util.tree_unflatten(tree, leaves)
+    return jax.device_put(jax.tree_util.tree_unflatten(tree, leaves))
 
 
 def _outcomes(recorder, theta, starts, done, code, n, final_loss, final_gnorm, total, every, size):

@@ -53,11 +53,18 @@ class Recorder:
 
     def add(self, row0: int, rows: np.ndarray, losses: np.ndarray, limit: int) -> None:
         """Keep the rows of this chunk that are on the stride; records at or past ``limit`` did not run."""
-        index = row0 + np.arange(rows.shape[0])
-        keep = (index < limit) & (index % self.stride == 0)
-        if keep.any():
-            self._chunks.append((index[keep], rows[keep], losses[keep]))
-            self._count += int(keep.sum())
+        count = rows.shape[0]
+        if self.stride == 1:  # the common case: a slice, no copy
+            take = max(0, min(count, limit - row0))
+            if take:
+                self._chunks.append((np.arange(row0, row0 + take), rows[:take], losses[:take]))
+                self._count += take
+        else:
+            index = row0 + np.arange(count)
+            keep = (index < limit) & (index % self.stride == 0)
+            if keep.any():
+                self._chunks.append((index[keep], rows[keep], losses[keep]))
+                self._count += int(keep.sum())
         if self._count > self.max_rows:
             self._thin()
 
