@@ -127,7 +127,7 @@ def test_wrong_shapes(line_csv):
 
 
 def test_nan_and_inf_in_data(tmp_path):
-    _error(run("--data", str(write_csv(tmp_path / "n.csv", x=[1, 2, 3], y=[1, "nan", 2]))), "NaN or inf", "row(s) 1")
+    _error(run("--data", str(write_csv(tmp_path / "n.csv", x=[1, 2, 3], y=[1, "nan", 2]))), "NaN or inf", "line 3")
     _error(run("--data", str(write_csv(tmp_path / "i.csv", x=[1, "inf", 3], y=[1, 2, 2]))), "NaN or inf")
 
 

@@ -201,6 +201,32 @@ def test_flat_and_saddle_directions_are_named(line):
     assert inf.stderr is None and "saddle point" in inf.message
 
 
+def test_a_diverged_fit_has_no_uncertainties(line):
+    # gd on Σ(f - y)² diverges once lr exceeds 2/λ_max of the Hessian 2XᵀX; at 4/λ_max the error
+    # along the top eigenvector is multiplied by 1 - 4 = -3 every step
+    x = np.column_stack([np.ones(30), line.x])
+    lr = 4.0 / np.linalg.eigvalsh(2 * x.T @ x).max()
+    fit = gf.fit("linear", "normal", line, gf.gd(lr), steps=5000, tol=0)
+    assert fit.status == "diverged"
+    with pytest.raises(gf.GradfitError, match="^the fit diverged .*no uncertainties.*refit with a smaller learning"):
+        gf.infer(fit, gf.linear(1), gf.normal(), line)
+    # at its last finite parameters, huge but finite, the statistics refuse instead of overflowing
+    inf = evaluate(gf.linear(1), gf.normal(), line, fit.x)
+    assert not inf.stationary and inf.stderr is None and "no uncertainties" in inf.message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_parameters_or_loss_are_refused(line, line_fit, bad):
+    with pytest.raises(gf.GradfitError, match=r"parameter\(s\) phi1 are not finite"):
+        evaluate(gf.linear(1), gf.normal(), line, [0.8, bad])
+    broken = dataclasses.replace(line_fit, params={"phi0": 0.8, "phi1": bad}, inference=None)
+    with pytest.raises(gf.GradfitError, match="non-finite parameters or loss"):
+        gf.infer(broken, gf.linear(1), gf.normal(), line)
+    broken = dataclasses.replace(line_fit, loss=bad, inference=None)
+    with pytest.raises(gf.GradfitError, match="non-finite parameters or loss"):
+        gf.infer(broken, gf.linear(1), gf.normal(), line)
+
+
 def test_wrong_model_and_level(line, line_fit):
     with pytest.raises(gf.GradfitError, match="the model the result was fitted with"):
         gf.infer(line_fit, gf.shallow(2), gf.normal(), line)

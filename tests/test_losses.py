@@ -267,6 +267,31 @@ def test_targets_inside_the_domain_pass(loss, y, outputs):
     loss.check_targets(np.array(y), outputs)
 
 
+@pytest.mark.parametrize(
+    ("loss", "outputs", "needs"),
+    [
+        (gf.bernoulli(), 1, "0/1 targets"),
+        (gf.poisson(), 1, r"counts 0, 1, 2, \.\.\."),
+        (gf.categorical(), 3, r"class labels 0\.\.2"),
+        (gf.normal(), 1, "numbers"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [object, str])
+def test_text_targets_are_refused_with_the_recoding(loss, outputs, needs, dtype):
+    y = np.array(["dog", "cat", "dog", None][: 3 if dtype is str else 4], dtype=dtype)
+    with pytest.raises(GradfitError, match=f"column 'label' holds text \\(cat, dog\\); the {loss.name} loss needs "
+                                           f"{needs}: recode them, e.g. cat=0, dog=1$"):
+        loss.check_targets(y, outputs, name="label")
+    with pytest.raises(GradfitError, match="^the targets hold text"):
+        loss.check_targets(y, outputs)
+
+
+def test_numbers_stored_as_objects_are_checked_as_numbers():
+    gf.bernoulli().check_targets(np.array([0, 1.0, 1], dtype=object), 1)
+    with pytest.raises(GradfitError, match="labels 0 or 1.*2"):
+        gf.bernoulli().check_targets(np.array([0, 2], dtype=object), 1)
+
+
 X6 = np.linspace(-1.0, 1.0, 6)  # six one-column inputs for fits that must stop before they start
 
 

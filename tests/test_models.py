@@ -11,6 +11,7 @@ import pytest
 
 import gradfit as gf
 from gradfit.errors import GradfitError
+from gradfit.models import output_shape
 
 # -- names, order, shapes ------------------------------------------------------------
 
@@ -215,6 +216,76 @@ def test_fit_returns_a_custom_models_arrays_in_their_shapes(rng):
     result = gf.fit(model, "normal", (x, y), gf.gd(0.01), steps=3000, tol=1e-10)
     assert result.params["w"].shape == (3,)
     np.testing.assert_allclose(result.params["w"], np.polyfit(x, y, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("start", ["1", b"1", None, [1.0, "a"], {"v": 1}])
+def test_custom_start_values_must_be_numbers(start):
+    with pytest.raises(GradfitError, match="the start value of parameter 'a' of model 'line' is"):
+        gf.custom(lambda x, p: p["a"] * x, {"a": start}, name="line")
+
+
+def test_custom_start_values_must_be_finite():
+    with pytest.raises(GradfitError, match="parameter 'b' of model 'line' is not finite"):
+        gf.custom(lambda x, p: p["a"] * x, {"a": 1.0, "b": np.inf}, name="line")
+
+
+def test_parameter_values_given_as_text_are_refused():
+    with pytest.raises(GradfitError, match="parameter 'phi1' of model 'linear' is the text '2'"):
+        gf.linear().vector({"phi0": 1.0, "phi1": "2"})
+
+
+# -- the shape probe ---------------------------------------------------------------------
+
+
+def _decay_np(x, p):
+    return p["a"] * np.exp(-p["b"] * x)
+
+
+def _decay_math(x, p):
+    import math
+
+    return p["a"] * math.exp(p["b"]) * x
+
+
+def _decay_branch(x, p):
+    return x * p["a"] if p["b"] > 0 else x
+
+
+def _decay_missing(x, p):
+    return p["a"] * jnp.exp(-p["k"] * x)
+
+
+def _decay_bad_shapes(x, p):
+    return jnp.dot(x, jnp.ones(5)) * p["a"]
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (_decay_np, r"model 'decay' calls numpy \(e.g. np.exp\) on traced values \(in test_models.py, line \d+: "
+                    r"return p\[\"a\"\] \* np.exp\(-p\[\"b\"\] \* x\)\); write it with jax.numpy \(jnp.exp\)"),
+        (_decay_math, r"model 'decay' needs a concrete number where it has a traced value \(in test_models.py"
+                      r".*math.exp"),
+        (_decay_branch, r"model 'decay' needs a concrete number.*if p\[\"b\"\] > 0"),
+        (_decay_missing, r"model 'decay' reads parameter 'k', which is not among its parameters \(a, b\): add it to "
+                         r"the starting values"),
+        (_decay_bad_shapes, r"model decay cannot take inputs with 1 column\(s\) \(x of shape \(3,\)\).*TypeError: "
+                            r"dot_general requires contracting dimensions to have the same shape"),
+    ],
+)
+def test_output_shape_names_the_real_cause(fn, message):
+    model = gf.custom(fn, {"a": 1.0, "b": 0.5}, name="decay")
+    with pytest.raises(GradfitError, match=message):
+        output_shape(model, (3,))
+
+
+def test_output_shape_of_the_built_in_models():
+    assert output_shape(gf.linear(2), (4, 2)).shape == (4,)
+    assert output_shape(gf.shallow(5, 3, 2), (7, 3)).shape == (7, 2)
+    assert output_shape(gf.custom(lambda x, p: jnp.stack([x, x * p["a"]], 1), ["a"]), (6,)).shape == (6, 2)
+    with pytest.raises(GradfitError, match=r"model gabor\(s=8.0\) cannot take inputs with 2 column\(s\) "
+                                           r"\(x of shape \(3, 2\)\): TypeError: cannot reshape"):
+        output_shape(gf.gabor(), (3, 2))
 
 
 def test_make_model_by_name():

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "data": ("Dataset", "gabor_data", "linear_data", "load", "pedestrian_data"),
+    "data": ("Dataset", "as_dataset", "gabor_data", "linear_data", "load", "pedestrian_data"),
     "errors": ("GradfitError", "Interrupted"),
     "glm": ("GLM", "fit_glm"),
     "inference": ("infer",),
@@ -63,11 +63,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .data import Dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
+    from .data import Dataset, as_dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
     from .errors import GradfitError, Interrupted  # noqa: F401
+    from .fitting import fit  # noqa: F401
     from .glm import GLM, fit_glm  # noqa: F401
     from .inference import infer  # noqa: F401
-    from .fitting import fit  # noqa: F401
     from .losses import bernoulli, categorical, hetero_normal, make_loss, normal, poisson, von_mises  # noqa: F401
     from .models import Model, custom, gabor, linear, make_model, shallow  # noqa: F401
     from .objective import Objective  # noqa: F401

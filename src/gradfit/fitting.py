@@ -16,23 +16,21 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import checkpoint as checkpoints
 from . import interrupts, loop, newton, points
 from .batches import BatchSource
-from .data import Dataset
+from .data import Dataset, as_dataset
 from .errors import GradfitError, Interrupted
 from .history import Recorder, default_max_rows
 from .loop import CONVERGED, DIV_GRAD, DIV_LOSS, DIV_PARAMS, RUNNING, default_dtype
 from .losses import Loss, make_loss
-from .models import Model, linear, make_model
+from .models import Model, linear, make_model, output_shape
 from .objective import Objective
 from .optimizers import Optimizer, make_optimizer
 from .result import FitResult, History, MultiFit
@@ -77,7 +75,9 @@ def fit(
     model, loss, optimizer
         Objects, or names (``"gabor"``, ``"normal"``, ``"adam"``) with default settings.
     data
-        A `Dataset` or an ``(x, y)`` pair.
+        A `Dataset`, an ``(x, y)`` pair, a table (a pandas DataFrame, a pyarrow Table, a
+        dict of columns: y the last column, x the others) or a CSV/Parquet path
+        (`gradfit.data.as_dataset`).
     init
         A dict name -> value, a flat vector in parameter order, or many of either
         (a list of dicts, or an array of shape (S, P)) to fit S starts at once.
@@ -288,12 +288,7 @@ def _point_at(run: _Run, theta: np.ndarray, loss: float) -> str | None:
 
 
 def _resolve(model, loss, data, optimizer, reduction):
-    if not isinstance(data, Dataset):
-        try:
-            x, y = data
-        except (TypeError, ValueError):
-            raise GradfitError("data must be a Dataset or an (x, y) pair") from None
-        data = Dataset(x, y)
+    data = as_dataset(data)
     if isinstance(model, str):
         model = linear(data.n_inputs) if model == "linear" else make_model(model)
     if isinstance(loss, str):
@@ -304,16 +299,7 @@ def _resolve(model, loss, data, optimizer, reduction):
         raise GradfitError(f"model must be a gradfit Model or a model name, not {type(model).__name__}")
     objective = Objective(model, loss, reduction)
     probe = data.x[: min(len(data), 2)]
-    try:
-        out = _output_shape(model, probe.shape)
-    except GradfitError:
-        raise
-    except Exception as err:  # the model cannot take these inputs: say which, not JAX's trace
-        cols = data.n_inputs
-        raise GradfitError(
-            f"model {model.describe()} cannot take inputs with {cols} column(s) "
-            f"(x of shape {data.x.shape}): {type(err).__name__}: {str(err).splitlines()[0]}"
-        ) from None
+    out = output_shape(model, probe.shape)
     if len(out.shape) == 0 or out.shape[0] != probe.shape[0]:
         got = "a scalar" if len(out.shape) == 0 else f"{out.shape[0]} outputs"
         raise GradfitError(
@@ -323,13 +309,6 @@ def _resolve(model, loss, data, optimizer, reduction):
     loss.check_outputs(out.shape, model.name)
     loss.check_targets(data.y, out.shape[1] if len(out.shape) == 2 else 1)
     return objective, optimizer, data
-
-
-@lru_cache(maxsize=256)
-def _output_shape(model: Model, x_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
-    """The model's output shape for inputs of this shape, traced once per model and shape."""
-    probe = jax.ShapeDtypeStruct(x_shape, jnp.float32)
-    return jax.eval_shape(lambda x: model(x, model.unravel(jnp.zeros(model.size))), probe)
 
 
 def _step_cap(steps, epochs, per_epoch) -> int:

@@ -200,6 +200,8 @@ class GLM:
                 y = codes
             if len(self.classes) < 2:
                 raise GradfitError(f"every label is {self.classes[0]!r}: a categorical model needs two or more")
+        if y.dtype.kind not in "biuf":  # text labels: say so and how to recode, not numpy's conversion error
+            self.loss.check_targets(y, max(len(self.classes), 1), name=self.y_name)
         y = y.astype(float)
         if not np.all(np.isfinite(y)):
             raise GradfitError(f"{self.y_name} holds NaN or inf; drop or fill those rows first")

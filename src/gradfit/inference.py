@@ -276,6 +276,16 @@ def infer(
     ``"all"``) to get profile-likelihood intervals for. At a point that is not
     stationary the standard errors are None and ``inference.message`` says why.
     """
+    if result.status == "diverged":
+        raise GradfitError(
+            f"the fit diverged ({result.stopped}): there are no uncertainties at parameters where the loss "
+            "overflows; refit with a smaller learning rate or another optimiser, then call infer"
+        )
+    if not (np.all(np.isfinite(result.x)) and np.isfinite(result.loss)):
+        raise GradfitError(
+            "the fit ended at non-finite parameters or loss: no uncertainties there; refit with a smaller "
+            "learning rate or another optimiser, then call infer"
+        )
     if tuple(result.param_names) != tuple(model.param_names):
         raise GradfitError(
             f"the result has parameters {', '.join(result.param_names)}; model {model.name!r} has "
@@ -303,6 +313,9 @@ def evaluate(
     theta = model.vector(params) if isinstance(params, Mapping) else np.asarray(params, dtype=float).ravel()
     if theta.shape != (model.size,):
         raise GradfitError(f"model {model.name!r} has {model.size} parameter values, not {theta.size}")
+    if not np.all(np.isfinite(theta)):
+        bad = [n for n, v in zip(model.flat_names, theta, strict=True) if not np.isfinite(v)]
+        raise GradfitError(f"parameter(s) {', '.join(bad[:5])} are not finite: no statistics at such a point")
     with jax.enable_x64(True):
         lik = Likelihood(Objective(model, loss, "sum"), jnp.asarray(data.x), jnp.asarray(data.y), model.flat_names)
         return statistics(lik, theta, level=level, profile=profile, stationary_tol=stationary_tol, method=method)
@@ -391,7 +404,10 @@ def statistics(
                 if w[0] < -1e-12 * top else "is singular: the likelihood is flat along a combination of them")
         return refuse(f"the Hessian of the negative log-likelihood {kind} ({', '.join(names)}); "
                       "these parameters are not identified here: no uncertainties")
-    decrement = float(np.sqrt(max(grad @ np.linalg.solve(info, grad) / info_factor**2, 0.0)))
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values give inf, refused below, not an error
+        decrement = float(np.sqrt(max(grad @ np.linalg.solve(info, grad) / np.float64(info_factor) ** 2, 0.0)))
+    if not np.isfinite(decrement):
+        return refuse("the likelihood, its gradient or its Hessian overflows here: no uncertainties")
     if not decrement <= stationary_tol:
         return refuse(
             f"the fit is not at a stationary point: the gradient norm is {gnorm:.3g} and a Newton step "

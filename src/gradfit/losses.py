@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, i0e
 
+from .data import text_summary
 from .errors import GradfitError, unknown_name
 
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -43,9 +44,18 @@ class Loss:
         settings = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None)
         return f"{self.name}({settings})" if settings else self.name
 
-    def check_targets(self, y: np.ndarray, n_outputs: int) -> None:
-        """Raise a `GradfitError` if y is outside this likelihood's domain."""
+    def check_targets(self, y: np.ndarray, n_outputs: int, name: str | None = None) -> None:
+        """Raise a `GradfitError` if y is outside this likelihood's domain.
+
+        Text labels (``cat``, ``dog``) are refused with the recoding to use; ``name``
+        names the target column in the message.
+        """
         y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(float)
+            except (TypeError, ValueError):
+                raise GradfitError(self._text_targets(y, n_outputs, name)) from None
         if self.target == "count":
             if np.any(y < 0) or np.any(y != np.round(y)):
                 bad = y[(y < 0) | (y != np.round(y))][:3]
@@ -68,6 +78,17 @@ class Loss:
                     f"(the model has {n_outputs} outputs); the targets include "
                     f"{', '.join(map(str, np.unique(y[bad])[:3]))}"
                 )
+
+    def _text_targets(self, y: np.ndarray, n_outputs: int, name: str | None) -> str:
+        labels = [v for v in y.ravel() if v is not None and not (isinstance(v, float) and v != v)]
+        listed, recode = text_summary(labels)
+        needs = {
+            "binary": "0/1 targets",
+            "count": "counts 0, 1, 2, ...",
+            "class": f"class labels 0..{max(n_outputs, 2) - 1}",
+        }.get(self.target, "numbers")
+        what = f"column {name!r} holds" if name else "the targets hold"
+        return f"{what} text ({listed}); the {self.name} loss needs {needs}: recode them, e.g. {recode}"
 
     def check_outputs(self, shape: tuple[int, ...], model_name: str) -> None:
         """Raise a `GradfitError` if the model output's shape does not suit this loss."""

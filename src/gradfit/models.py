@@ -8,8 +8,11 @@ loop updates (JAX sorts dict keys when it flattens a pytree, so the order lives 
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from math import prod
 from typing import Any
 
@@ -76,7 +79,12 @@ class Model:
         self._check_names(params)
         parts = []
         for name, shape in self.shapes:
-            value = asarray(params[name])
+            try:
+                value = asarray(params[name])
+            except _NotNumbers as err:
+                raise GradfitError(
+                    f"parameter {name!r} of model {self.name!r} is {err}; its value must be numbers"
+                ) from None
             if value.shape != shape:
                 raise GradfitError(
                     f"parameter {name!r} of model {self.name!r} has shape {value.shape}; "
@@ -91,7 +99,7 @@ class Model:
 
     def vector(self, params: Mapping[str, Any]) -> np.ndarray:
         """`ravel` in numpy for concrete values: a float64 vector in parameter order."""
-        return np.concatenate(self._checked(params, lambda v: np.asarray(v, dtype=float)))
+        return np.concatenate(self._checked(params, _numbers))
 
     def named(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """`unravel` in numpy: name -> array of the parameter's shape."""
@@ -121,6 +129,91 @@ class Model:
     def describe(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None)
         return f"{self.name}({settings})" if settings else self.name
+
+
+class _NotNumbers(Exception):
+    """A parameter value that is text or otherwise not numbers; the message says what it is."""
+
+
+def _numbers(value: Any) -> np.ndarray:
+    """A parameter value as floats; text (even "1") is refused rather than parsed."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        array = np.asarray(value, dtype=object)
+    if array.dtype.kind not in "biuf":
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        text = array.dtype.kind in "US" or any(isinstance(v, (str, bytes)) for v in array.ravel())
+        raise _NotNumbers(f"the text {shown}" if text else shown)
+    return array.astype(float)
+
+
+# -- probing a model ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def output_shape(model: Model, x_shape: tuple[int, ...]) -> jax.ShapeDtypeStruct:
+    """The shape of the model's output for inputs of shape ``x_shape``, traced once per model and shape.
+
+    The model runs abstractly (``jax.eval_shape``) at zero parameters on float32 inputs,
+    so nothing is computed. A model that cannot be traced raises a `GradfitError` with
+    the cause: numpy or Python numbers on traced values, a parameter it was not given,
+    or another exception (its type and first line, and the input shape).
+    """
+    x_shape = tuple(x_shape)
+    probe = jax.ShapeDtypeStruct(x_shape, jnp.float32)
+
+    def run(x):
+        return model(x, model.unravel(jnp.zeros(model.size)))
+
+    try:
+        return jax.eval_shape(run, probe)
+    except GradfitError:
+        raise
+    except jax.errors.TracerArrayConversionError as err:
+        raise GradfitError(
+            f"model {model.name!r} calls numpy (e.g. np.exp) on traced values{_user_line(err)}; "
+            "write it with jax.numpy (jnp.exp)"
+        ) from None
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+            jax.errors.TracerIntegerConversionError) as err:
+        raise GradfitError(
+            f"model {model.name!r} needs a concrete number where it has a traced value{_user_line(err)}: "
+            "Python's math, float(), int() or an `if` on its inputs or parameters; write it with jax.numpy "
+            "(jnp.exp, jnp.where)"
+        ) from None
+    except KeyError as err:  # most likely params["k"] for a name the model was not given
+        key = err.args[0] if err.args else None
+        if isinstance(key, str) and key not in model.param_names:
+            raise GradfitError(_unknown_parameter(model, key) + _user_line(err)) from None
+        raise _other_error(model, x_shape, err) from None
+    except Exception as err:  # the model cannot take these inputs: say why, not JAX's trace
+        raise _other_error(model, x_shape, err) from None
+
+
+def _unknown_parameter(model: Model, key: str) -> str:
+    return (f"model {model.name!r} reads parameter {key!r}, which is not among its parameters "
+            f"({', '.join(model.param_names)}): add it to the starting values")
+
+
+def _other_error(model: Model, x_shape: tuple[int, ...], err: Exception) -> GradfitError:
+    cols = 1 if len(x_shape) < 2 else x_shape[1]
+    first = str(err).splitlines()[0] if str(err) else ""
+    return GradfitError(
+        f"model {model.describe()} cannot take inputs with {cols} column(s) (x of shape {x_shape}){_user_line(err)}: "
+        f"{type(err).__name__}: {first}"
+    )
+
+
+def _user_line(err: Exception) -> str:
+    """' (in decay.py, line 12: return a * np.exp(-k * x))': the last frame outside JAX, numpy and gradfit."""
+    skip = (os.path.dirname(jax.__file__), os.path.dirname(np.__file__), os.path.dirname(__file__))
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(skip)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    code = f": {frame.line}" if frame.line else ""
+    return f" (in {os.path.basename(frame.filename)}, line {frame.lineno}{code})"
 
 
 # -- linear regression ------------------------------------------------------------
@@ -232,9 +325,21 @@ def custom(
     a dict name -> example value, whose shapes fix the parameters' shapes. When a
     dict is given, its values are also the default start.
     """
+    label = name or getattr(fn, "__name__", "custom")
     if isinstance(params, Mapping):
-        shapes = tuple((str(k), tuple(np.shape(v))) for k, v in params.items())
-        start = np.concatenate([np.ravel(np.asarray(v, dtype=float)) for v in params.values()])
+        values = {}
+        for key, value in params.items():
+            try:
+                values[key] = _numbers(value)
+            except _NotNumbers as err:
+                raise GradfitError(
+                    f"the start value of parameter {key!r} of model {label!r} is {err}; give a number or an "
+                    "array of numbers (its shape is the parameter's)"
+                ) from None
+            if not np.all(np.isfinite(values[key])):
+                raise GradfitError(f"the start value of parameter {key!r} of model {label!r} is not finite")
+        shapes = tuple((str(k), v.shape) for k, v in values.items())
+        start = np.concatenate([np.ravel(v) for v in values.values()]) if values else np.zeros(0)
         init_fn = (lambda seed, model: start) if len(start) else None
     else:
         shapes = tuple((str(k), ()) for k in params)
@@ -242,7 +347,7 @@ def custom(
     if not shapes:
         raise GradfitError("a custom model needs at least one parameter name")
 
-    return Model(name or getattr(fn, "__name__", "custom"), _CustomFn(fn), shapes, (), n_outputs, init_fn)
+    return Model(label, _CustomFn(fn), shapes, (), n_outputs, init_fn)
 
 
 @dataclass(frozen=True)
