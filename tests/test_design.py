@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -155,3 +157,19 @@ def test_without_an_intercept_the_first_categorical_keeps_every_level(columns):
     assert d.names == ("a", "kind[commercial]", "kind[park]", "kind[transit]")
     assert d.levels[0][1] is None
     np.testing.assert_array_equal(d.matrix[:, 1:].sum(axis=1), 1.0)
+
+
+def test_a_categorical_column_with_many_levels_warns(rng):
+    n = 60
+    continuous = {"x": rng.normal(size=n), "y": rng.normal(size=n)}
+    with pytest.warns(design.ManyLevelsWarning, match="'x' has 60 levels in 60 rows"):
+        built = design.build(continuous, categorical=["x"], check=False)
+    assert built.n_coef == 60  # still encoded as asked
+    many = {"store": np.repeat(np.arange(80), 20)}  # numeric codes: 80 levels of 1,600 rows
+    with pytest.warns(design.ManyLevelsWarning, match="'store' has 80 levels"):
+        design.build(many, categorical=["store"])
+    named = {"store": np.repeat([f"s{k}" for k in range(80)], 20)}  # named levels, 20 rows each: a category
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        design.build(named, categorical=["store"])
+        design.build({"kind": rng.choice(["a", "b", "c"], size=n)}, categorical=["kind"])

@@ -7,6 +7,7 @@ of magnitude (1e-3 and 1e5 together) the fits must reach the same optimum.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -185,6 +186,46 @@ def test_first_order_fit_then_newton_polish(counts):
     assert adam.history.loss[-1] == pytest.approx(adam.loss)
 
 
+@pytest.mark.parametrize("family", ["poisson", "bernoulli", "categorical", "normal"])
+def test_first_order_fit_with_one_column(family):
+    # a data set keeps one column as shape (I,): the working model must still read it as a column
+    rng = np.random.default_rng(7)
+    t = rng.uniform(0, 30, 150)
+    y = {"poisson": rng.poisson(np.exp(0.2 + 0.04 * t)), "bernoulli": (rng.uniform(size=150) < t / 30).astype(int),
+         "categorical": rng.integers(0, 3, 150), "normal": 1.0 + 0.5 * t + rng.normal(size=150)}[family]
+    newton = gf.fit_glm({"t": t, "y": y}, "y", family, inference=False)
+    adam = gf.fit_glm({"t": t, "y": y}, "y", family, optimizer=gf.adam(0.05), steps=40, inference=False)
+    _close(adam.x, newton.x, 1e-6)
+
+
+def test_first_order_settings_reach_the_fit_and_an_interrupt_is_mapped_back(counts, tmp_path, monkeypatch):
+    from gradfit import fitting
+
+    model = G.glm(counts, "count", "poisson", x=["small", "big"], categorical=["kind"], exposure="minutes")
+    saved = tmp_path / "glm.ckpt"
+    run = model.fit(gf.adam(0.05), steps=40, polish=False, inference=False, history_every=10, checkpoint=saved)
+    assert list(run.history.step) == [0, 10, 20, 30, 40] and saved.is_file()
+    again = model.fit(gf.adam(0.05), steps=40, polish=False, inference=False, history_every=10, resume=saved)
+    np.testing.assert_array_equal(again.x, run.x)
+    with pytest.raises(gf.GradfitError, match="give an optimizer"):
+        model.fit(checkpoint=saved)
+
+    five = model.fit(gf.adam(0.05), steps=5, polish=False, inference=False)
+    real = fitting.fit
+
+    def interrupted(*args, **kwargs):
+        partial = real(*args, **{**kwargs, "steps": 5})
+        raise gf.Interrupted(dataclasses.replace(partial, status="interrupted", stopped="interrupted by SIGINT"))
+
+    monkeypatch.setattr(fitting, "fit", interrupted)
+    with pytest.raises(gf.Interrupted) as caught:
+        model.fit(gf.adam(0.05), steps=40)
+    partial = caught.value.result
+    assert partial.status == "interrupted" and partial.steps == 5
+    assert partial.param_names == model.names  # the coefficients, on the original scale
+    _close(partial.x, five.x, 1e-12)
+
+
 def test_result_json_round_trip(poisson_fit, tmp_path):
     _, fit = poisson_fit
     back = gf.FitResult.from_json(fit.to_json())
@@ -315,7 +356,7 @@ def test_cli_categorical_and_offset(counts, counts_csv, tmp_path):
     [
         (["--offset", "small"], "must be positive"),
         (["--offset", "minutes", "--loss", "normal"], "for --loss poisson"),
-        (["--categorical", "kind", "--model", "shallow"], "use --model linear"),
+        (["--categorical", "kind", "--model", "shallow"], "need --model linear"),
         (["--categorical", "kind", "--loss", "von_mises"], "regression models for the losses"),
         (["--categorical", "nope"], "no column 'nope'"),
         (["--categorical", "kind", "--x", "small,big,minutes,minutes"], "two columns named minutes"),

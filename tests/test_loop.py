@@ -286,3 +286,8 @@ def test_polish_reaches_the_least_squares_optimum_of_a_curve_fit():
 def test_polish_takes_one_start():
     with pytest.raises(gf.GradfitError, match="one start"):
         gf.fit("linear", "normal", (X, Y), gf.gd(0.01), init=np.zeros((2, 2)), polish=True)
+
+
+def test_a_start_beyond_the_dtype_is_bad_input():
+    with pytest.raises(gf.GradfitError, match="beyond the largest float32"):
+        gf.fit("linear", "normal", (np.arange(3.0), np.arange(3.0)), init=[1e300, 0.0], dtype="float32", steps=2)

@@ -8,20 +8,53 @@ runs, so ``gradfit --help`` is instant.
 
 from __future__ import annotations
 
+import math
+import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+
+class _Commands(TyperGroup):
+    """gradfit's commands, whose usage errors (an unknown option, a value of the wrong type,
+    a value after a switch) are one line on stderr with exit status 2, like its own errors.
+
+    The command line is kept on the context (``ctx.obj["argv"]``), so an interrupted fit
+    can print the exact command that resumes it.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        # typer ships its own copy of click (recent versions) or click itself: find its base error
+        click_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, obj={"argv": argv}, **extra)
+        except click_error as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                _usage_error(exc)
+            code = exc.exit_code
+        code = code if isinstance(code, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
 
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Fit models to data by gradient descent, and see how and why it works.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Fit models to data by gradient descent, and see how and why it works.\n\n"
+         "Exit status: 0 done, 2 bad input (one line on stderr), 3 a fit diverged, 130 interrupted.",
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -30,17 +63,35 @@ err = Console(stderr=True, soft_wrap=True)
 DataOption = Annotated[Path | None, typer.Option(help="CSV or Parquet file; default: built-in data for the model.")]
 XOption = Annotated[str | None, typer.Option("--x", help="Input column(s), comma-separated; default: all but --y.")]
 YOption = Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")]
+DelimiterOption = Annotated[str | None, typer.Option(help="Field separator of a CSV --data file (',', ';', tab as '\\t', '|'); default: detected from its first lines.")]
 BuiltinOption = Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")]
-ModelOption = Annotated[str, typer.Option(help="linear, gabor or shallow.")]
+ModelOption = Annotated[str | None, typer.Option(help="linear, gabor or shallow. Default: gabor on built-in data, linear on --data (it takes any number of columns) and on the built-in linear and pedestrians sets.")]
 LossOption = Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")]
 ScaleOption = Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")]
 WidthOption = Annotated[int, typer.Option(help="Hidden units of the shallow network.")]
 BatchOption = Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")]
+SeedOption = Annotated[int, typer.Option(help="Seed (a whole number >= 0) for built-in data, default starts and batches.")]
+LineSearchOption = Annotated[bool, typer.Option("--line-search/--no-line-search", help="gd: choose each step by the book's line search.")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from gradfit import __version__
+
+        out.print(f"gradfit {__version__}", highlight=False, markup=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print gradfit's version and exit.")] = False,
+) -> None:
     """Fit models to data by gradient descent, and see how and why it works."""
+
+
+def _separator(text):
+    """--delimiter as typed: a tab may be given as the two characters \\t."""
+    return "\t" if text in ("\\t", "tab") else text
 
 
 def _builtin_for(model: str, loss: str) -> str:
@@ -49,13 +100,45 @@ def _builtin_for(model: str, loss: str) -> str:
     return "linear" if model == "linear" else "gabor"
 
 
+def _model_name(model, data, builtin, loss, design=False):
+    """--model, or its default: linear for a file (it takes any number of columns), a design with
+    --categorical / --offset, and the built-in linear and pedestrians sets; else gabor."""
+    if model is not None:
+        return model
+    if data is not None or design:
+        return "linear"
+    return "gabor" if (builtin or _builtin_for("gabor", loss)) == "gabor" else "linear"
+
+
+def _at_least(low, **values):
+    """Raise for whole-number options below their least value (``steps=-5`` -> '--steps ...')."""
+    from gradfit.errors import GradfitError
+
+    for name, value in values.items():
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise GradfitError(f"{flag} must be a whole number >= {low}, not {value}")
+
+
+def _finite(**values):
+    """Raise for real-valued options that are NaN or infinite (``--lr nan``)."""
+    from gradfit.errors import GradfitError
+
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value):
+            flag = "--" + name.replace("_", "-")
+            raise GradfitError(f"{flag} must be a finite number, not {value}")
+
+
 @app.command()
 def fit(
+    ctx: typer.Context,
     data: DataOption = None,
     x: XOption = None,
     y: YOption = None,
     builtin: BuiltinOption = None,
-    model: ModelOption = "gabor",
+    delimiter: DelimiterOption = None,
+    model: ModelOption = None,
     loss: LossOption = "normal",
     optimizer: Annotated[str, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad or adamw.")] = "adam",
     variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
@@ -72,57 +155,153 @@ def fit(
     steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
-    seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches.")] = 0,
+    seed: SeedOption = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
-    line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
-    polish: Annotated[bool, typer.Option("--polish", help="Finish with Newton's method (autodiff Hessian) from where the optimiser stopped.")] = False,
+    line_search: LineSearchOption = False,
+    polish: Annotated[bool | None, typer.Option("--polish/--no-polish", help="Finish with Newton's method (autodiff Hessian) from where the optimiser stopped. Default: on for regression (GLM) fits, off for the others; --no-polish shows what the optimiser itself reached.")] = None,
     scale: ScaleOption = 8.0,
     width: WidthOption = 8,
     reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
     dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
+    history_every: Annotated[int | None, typer.Option(help="Record the history every N steps (default 1; once an epoch for mini-batches of over 2,048 rows).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Keep a checkpoint of the fit in this file (written atomically as it runs, at the end, and on Ctrl-C), to --resume from.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: about every 30 s).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the fit saved in this checkpoint; give the same data and settings as the run that wrote it.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    categorical: Annotated[str | None, typer.Option("--categorical", help="Categorical column(s), comma-separated: one-hot encoded against their first level; fits the regression model of the design (standardised, then polished by Newton).")] = None,
-    offset: Annotated[str | None, typer.Option("--offset", help="Exposure column of counts (positive, e.g. minutes observed): the rate is COL · e^η, log COL the offset; fits the regression model of the design.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and a divergence or interrupt).")] = False,
+    categorical: Annotated[str | None, typer.Option("--categorical", help="Categorical column(s), comma-separated: one-hot encoded against their first level; fits the regression model of the design (--model linear; standardised, then polished by Newton).")] = None,
+    offset: Annotated[str | None, typer.Option("--offset", help="Exposure column of counts (positive, e.g. minutes observed): the rate is COL · e^η, log COL the offset; fits the regression model of the design (--model linear).")] = None,
 ) -> None:
     """Fit a model by gradient descent and print a short report.
 
     With no options: the Gabor model, least squares, Adam, on gradfit's built-in data.
+    A linear model with a poisson, bernoulli or categorical loss (or --categorical,
+    --offset) is a regression model (GLM): fitted in standardised coordinates and
+    finished by Newton's method, with standard errors. Exit status: 0 done, 2 bad
+    input, 3 the fit diverged, 130 interrupted (with --checkpoint, resumable).
     """
     gf, GradfitError = _engine()
+    dataset = None
     try:
+        _at_least(0, seed=seed, steps=steps, warmup=warmup)
+        _at_least(1, epochs=epochs, batch_size=batch_size, history_every=history_every,
+                  checkpoint_every=checkpoint_every, decay_every=decay_every, width=width)
+        _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay,
+                decay_factor=decay_factor, scale=scale)
+        design = categorical is not None or offset is not None
+        model = _model_name(model, data, builtin, loss, design)
+        if design and model != "linear":
+            raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
+                               f"--model linear, not --model {model}")
         the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                              decay_factor, decay_every, warmup, line_search)
+        # Only what was asked for goes on to the fit, so its own defaults hold.
+        keep = {"history_every": history_every, "checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
+                "resume": resume}
+        keep = {k: v for k, v in keep.items() if v is not None}
         # A linear model with a count, binary or class likelihood is a regression model
         # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
         regression = model == "linear" and loss in ("poisson", "bernoulli", "categorical")
-        if categorical is not None or offset is not None or regression:
-            with _ProgressBar(quiet) as bar:
-                dataset, result = _fit_design(gf, data, x, y, builtin, model, loss, categorical, offset, the_opt,
-                                              init, steps, epochs, batch_size, tol, seed, bar)
-        else:
-            dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
-            the_model = _model(gf, model, dataset, loss, scale, width)
-            the_loss = gf.make_loss(loss)
-            start = _parse_init(init, the_model)
-            with _ProgressBar(quiet) as bar:
+        with _ProgressBar(quiet) as bar, _Warnings(quiet):
+            if design or regression:
+                dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init, seed,
+                                                   delimiter)
+                result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
+                                     init=start, polish=True if polish is None else polish, progress=bar, **keep)
+            else:
+                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter)
+                the_model = _model(gf, model, dataset, loss, scale, width)
+                the_loss = gf.make_loss(loss)
+                start = _parse_init(init, the_model)
                 result = gf.fit(
                     the_model, the_loss, dataset, the_opt, init=start, steps=steps, epochs=epochs,
                     batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype, progress=bar,
-                    polish=polish,
+                    polish=bool(polish), **keep,
                 )
-            result = _with_inference(result, the_model, the_loss, dataset)
-        if json_path is not None:
-            try:
-                result.to_json(json_path)
-            except OSError as exc:
-                raise GradfitError(f"cannot write {json_path}: {exc.strerror}") from None
+                result = _with_inference(result, the_model, the_loss, dataset)
+        _write_json(result, json_path)
     except GradfitError as exc:
         _fail(exc)
+    except KeyboardInterrupt as exc:
+        _interrupted_fit(exc, dataset, json_path, quiet, ctx.obj["argv"] if ctx.obj else None)
     if not quiet:
         _print_report(result, dataset)
     if result.status == "diverged":
+        text = result.stopped if result.stopped.startswith("diverged") else f"diverged: {result.stopped}"
+        err.print(Text(text))
         raise typer.Exit(3)
+
+
+def _write_json(result, path) -> None:
+    from gradfit.errors import GradfitError
+
+    if path is None:
+        return
+    try:
+        result.to_json(path)
+    except OSError as exc:
+        raise GradfitError(f"cannot write --json {path}: {exc.strerror}") from None
+
+
+def _interrupted_fit(exc, dataset, json_path, quiet, argv) -> None:
+    """Ctrl-C or SIGTERM during a fit: where it got to, the JSON if asked, how to resume; exit 130."""
+    from gradfit.errors import GradfitError
+
+    partial = getattr(exc, "result", None)
+    if partial is not None and dataset is not None and not quiet:
+        _print_report(partial, dataset)
+    if partial is not None:
+        try:
+            _write_json(partial, json_path)
+        except GradfitError as problem:
+            err.print(Text(f"error: {problem}"))
+    where = f" after {partial.steps} steps" if partial is not None else ""
+    saved = getattr(exc, "checkpoint", None)
+    if saved is not None and argv:
+        line = f"interrupted{where}; checkpoint in {saved}; resume with: {_resume_command(argv, saved)}"
+    elif saved is not None:
+        line = f"interrupted{where}; checkpoint in {saved}: continue with --resume {shlex.quote(str(saved))}"
+    else:
+        line = f"interrupted{where}; no checkpoint was kept (give --checkpoint PATH to be able to resume)"
+    err.print(Text(line))
+    raise typer.Exit(130)
+
+
+def _resume_command(argv, saved) -> str:
+    """The command line as given, with ``--resume saved`` in place of any --resume it had."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return shlex.join(["gradfit", *kept, "--resume", str(saved)])
+
+
+class _Warnings:
+    """Warnings raised during a command (a categorical column that looks continuous, separated
+    classes), each printed as one line ``warning: ...`` on stderr, unless quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.catcher = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        self.caught = self.catcher.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self.catcher.__exit__(*exc)
+        seen = set()
+        for w in self.caught:
+            text = " ".join(str(w.message).split())
+            if not self.quiet and text not in seen and issubclass(w.category, UserWarning):
+                err.print(Text(f"warning: {text}"))
+            seen.add(text)
+        return False
 
 
 def _enable_compilation_cache() -> None:
@@ -141,7 +320,7 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _dataset(gf, path, x, y, builtin, model, loss, seed, scale):
+def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None):
     from gradfit.data import BUILTIN
     from gradfit.errors import GradfitError, unknown_name
 
@@ -149,7 +328,7 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale):
         if builtin is not None:
             raise GradfitError("give --data or --builtin, not both")
         cols = [c.strip() for c in x.split(",") if c.strip()] if x else None
-        return gf.load(path, cols, y)
+        return gf.load(path, cols, y, delimiter=_separator(delimiter))
     if x is not None or y is not None:
         raise GradfitError("--x and --y name columns of a file: give the file with --data")
     name = builtin or _builtin_for(model, loss)
@@ -209,6 +388,9 @@ def _parse_init(text, model):
         values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
     except ValueError:
         raise GradfitError(f"--init needs numbers separated by commas, not {text!r}") from None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise GradfitError(f"--init holds a non-finite value: {bad[0]}; give finite numbers")
     if len(values) != model.size:
         names = ", ".join(model.flat_names[:12]) + (" ..." if model.size > 12 else "")
         raise GradfitError(
@@ -254,17 +436,14 @@ class _ProgressBar:
         return False
 
 
-def _fit_design(gf, path, x, y, builtin, model, loss, categorical, offset, opt, init, steps, epochs, batch_size,
-                tol, seed, bar):
-    """--categorical / --offset: the regression model of a design built from the columns."""
+def _design(gf, path, x, y, builtin, loss, categorical, offset, init, seed, delimiter=None):
+    """The regression model (GLM) of a design built from the columns, and its start from --init."""
     from types import SimpleNamespace
 
     from gradfit.data import BUILTIN, read_table
     from gradfit.errors import GradfitError, unknown_name
     from gradfit.glm import LOSS_FAMILY, glm
 
-    if model == "shallow":
-        raise GradfitError("--categorical and --offset build the design of a regression model: use --model linear")
     if loss not in LOSS_FAMILY:
         raise GradfitError(f"--categorical and --offset fit regression models for the losses "
                            f"{', '.join(LOSS_FAMILY)}, not {loss}")
@@ -273,7 +452,7 @@ def _fit_design(gf, path, x, y, builtin, model, loss, categorical, offset, opt, 
     if path is not None:
         if builtin is not None:
             raise GradfitError("give --data or --builtin, not both")
-        columns, name = read_table(path), Path(path).stem
+        columns, name = read_table(path, delimiter=_separator(delimiter)), Path(path).stem
     else:
         name = builtin or "pedestrians"
         if name not in BUILTIN:
@@ -292,10 +471,7 @@ def _fit_design(gf, path, x, y, builtin, model, loss, categorical, offset, opt, 
         cols = [c for c in columns if c not in (target, offset, *cats) and columns[c].dtype.kind in "biuf"]
     problem = glm(columns, target, LOSS_FAMILY[loss], x=cols, categorical=cats, exposure=offset)
     coefficients = SimpleNamespace(name="glm", size=problem.n_coef, flat_names=problem.names)
-    start = _parse_init(init, coefficients)
-    result = problem.fit(opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed, init=start,
-                         progress=bar)
-    return _Described(name, len(problem.y)), result
+    return _Described(name, len(problem.y)), problem, _parse_init(init, coefficients)
 
 
 class _Described:
@@ -323,9 +499,9 @@ def _with_inference(result, model, loss, dataset):
 
 
 def _print_report(result, dataset) -> None:
-    from rich.text import Text
-
-    from gradfit.textreport import fit_report
+    """The fit's parameters and outcome, each number once; names and text from the data or the
+    user are printed as they are, never read as Rich markup (``col[level]``)."""
+    from gradfit.textreport import correlation_lines, fit_statistics, loss_meaning
 
     inf = result.inference
     errors = inf is not None and inf.stderr is not None
@@ -348,23 +524,48 @@ def _print_report(result, dataset) -> None:
         else:
             row = [name, _array_text(value)] + (["", "", ""] if errors else [])
             position += value.size
-        table.add_row(Text(row[0]), *row[1:])  # Text: names like col[level] are not markup
-    out.print(f"[bold]gradfit fit[/]  model {result.model}, loss {result.objective}, "
-              f"data {dataset.name} ({len(dataset)} examples)", highlight=False)
-    out.print(f"optimizer {_describe_opt(result.optimizer)}", highlight=False)
-    out.print(table)
-    out.print(f"final loss   {result.loss:.6g}", highlight=False)
-    out.print(f"grad norm    {result.grad_norm:.3g}", highlight=False)
-    out.print(f"steps        {result.steps}", highlight=False)
-    out.print(f"stopped      {result.stopped}", highlight=False)
-    out.print(f"time         {result.elapsed:.2f} s", highlight=False)
+        table.add_row(*(Text(cell) for cell in row))
+    meaning = loss_meaning(result)
     if inf is not None:
-        text = fit_report(result, variables=False)
-        lines = text[text.index("[[Fit Statistics]]"):].splitlines()
-        out.print("\n".join(line for line in lines if not line.startswith("    stopped:")), highlight=False,
-                  markup=False)
+        meaning += f"; log-likelihood {inf.loglik:.10g}"
+    lines = [
+        f"optimizer    {_describe_opt(result.optimizer)}",
+        None,  # the table
+        f"final loss   {result.loss:.6g} ({meaning})",
+        f"grad norm    {result.grad_norm:.3g}",
+        f"steps        {result.steps}",
+        f"stopped      {result.stopped}",
+    ]
+    point = getattr(result, "point", None)
+    if point is not None:
+        lines.append(f"point        {point} ({_POINTS.get(point, 'by its Hessian')})")
+    lines.append(f"time         {result.elapsed:.2f} s")
+    if inf is not None:
+        # the statistics not already printed above
+        shown = {"# fitting method", "# steps", "# data points", "# variables", "status", "final loss",
+                 "gradient norm", "log-likelihood"}
+        if meaning.startswith("sum of squared residuals"):
+            shown.add("chi-square")  # the final loss itself
+        stats = [(k, v) for k, v in fit_statistics(result) if k not in shown]
+        width = max(len(k) for k, _ in stats)
+        lines += ["[[Fit Statistics]]", *(f"    {k:<{width}} = {v}" for k, v in stats)]
+        if inf.covariance is not None:
+            lines += correlation_lines(inf)
         if not errors:
-            out.print(f"no uncertainties: {inf.message}", highlight=False, markup=False)
+            lines.append(f"no uncertainties: {inf.message}")
+    out.print(Text.assemble(("gradfit fit", "bold"), f"  model {result.model}, loss {result.objective}, "
+                            f"data {dataset.name} ({len(dataset)} examples)"))
+    for line in lines:
+        out.print(table if line is None else Text(line))
+
+
+#: What the Hessian says at each kind of point a fit can stop at (`gradfit.points`).
+_POINTS = {
+    "minimum": "the Hessian is positive semi-definite",
+    "saddle": "the Hessian has a negative eigenvalue",
+    "maximum": "every eigenvalue of the Hessian is negative",
+    "flat": "a plateau: the Hessian is about 0",
+}
 
 
 def _array_text(value) -> str:
@@ -402,33 +603,75 @@ def _engine():
 
 
 def _fail(exc) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    """Bad input: one line on stderr, exit status 2. The message is printed as it is: a
+    column named ``a[b]`` in it is not Rich markup."""
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot write{where}: {exc.strerror or exc}"
+    else:
+        message = " ".join(str(exc).splitlines())  # verbatim, on one line
+    err.print(Text.assemble(("error:", "bold red"), f" {message}"))
     raise typer.Exit(2) from None
+
+
+def _usage_error(exc) -> None:
+    """A usage error from Typer (unknown option, bad value) as one line, with where to look."""
+    ctx = getattr(exc, "ctx", None)
+    where = " ".join(["gradfit", *(ctx.command_path.split()[1:] if ctx is not None else [])])
+    message = " ".join(exc.format_message().split())
+    if "unexpected extra argument" in message:
+        message += ("; switches take no value (--line-search, not --line-search true; --no-line-search turns "
+                    "one off), and values with spaces need quotes")
+    err.print(Text.assemble(("error:", "bold red"), f" {message} (see: {where} --help)"))
+
+
+def _out_folder(path: Path) -> None:
+    """--out names a folder to write into; an existing file there is bad input, said before any work."""
+    from gradfit.errors import GradfitError
+
+    if path.exists() and not path.is_dir():
+        raise GradfitError(f"--out {path} is a file; give a folder (the figures and the HTML report go in it)")
+
+
+def _interrupted_figures(out_dir: Path, since: float) -> None:
+    """Ctrl-C or SIGTERM while drawing: say what was written so far; exit 130."""
+    written = sorted(p.name for p in out_dir.glob("*") if p.is_file() and p.stat().st_mtime >= since - 0.05) \
+        if out_dir.is_dir() else []
+    shown = ", ".join(written[:6]) + (" ..." if len(written) > 6 else "")
+    what = f"{len(written)} file(s) written to {out_dir} so far: {shown}" if written else "nothing written yet"
+    err.print(Text(f"interrupted; {what}"))
+    raise typer.Exit(130)
 
 
 def _wrote(result) -> None:
     shown = ", ".join(p.name for p in result.figures[:6]) + (" ..." if len(result.figures) > 6 else "")
-    out.print(f"wrote {len(result.figures)} figure files ({shown}) and {result.report} "
-              f"in {result.elapsed:.1f} s", highlight=False)
+    out.print(Text(f"wrote {len(result.figures)} figure files ({shown}) and {result.report} "
+                   f"in {result.elapsed:.1f} s"))
 
 
 @app.command()
 def lecture(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the figures (PNG and SVG) and lecture.html.")] = Path("lecture"),
     quick: Annotated[bool, typer.Option("--quick", help="Small settings: every figure in a few minutes.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the built-in data and of the mini-batches.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (a whole number >= 0) of the built-in data and of the mini-batches.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Every figure of the lecture on fitting, from gradfit's built-in data, and one HTML report."""
+    started = time.time()
     gf, GradfitError = _engine()
     from gradfit import lecture as lecture_figures
 
-    settings = (lecture_figures.QUICK if quick else lecture_figures.FULL).replace(seed=seed)
-    say = None if quiet else (lambda line: err.print(f"  {line}", highlight=False))
+    say = None if quiet else (lambda line: err.print(Text(f"  {line}")))
     try:
-        result = lecture_figures.build(out_dir, settings, log=say)
+        _at_least(0, seed=seed)
+        _out_folder(out_dir)
+        settings = (lecture_figures.QUICK if quick else lecture_figures.FULL).replace(seed=seed)
+        with _Warnings(quiet):
+            result = lecture_figures.build(out_dir, settings, log=say)
     except (GradfitError, OSError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted_figures(out_dir, started)
     if not quiet:
         _wrote(result)
 
@@ -465,7 +708,8 @@ def compare(
     x: XOption = None,
     y: YOption = None,
     builtin: BuiltinOption = None,
-    model: ModelOption = "gabor",
+    delimiter: DelimiterOption = None,
+    model: ModelOption = None,
     loss: LossOption = "normal",
     lr: Annotated[float, typer.Option(help="Learning rate α of the optimisers not given one with @.")] = 0.1,
     beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β, for those that have one.")] = None,
@@ -475,7 +719,7 @@ def compare(
     epochs: Annotated[int | None, typer.Option(help="Passes over the data per fit, instead of --steps.")] = None,
     batch_size: BatchOption = None,
     tol: Annotated[float, typer.Option(help="Stop a fit when its gradient norm is at most tol; 0 runs every step.")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts and batches (the same batches for all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (a whole number >= 0) for built-in data, default starts and batches (the same batches for all).")] = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order, the same for all.")] = None,
     scale: ScaleOption = 8.0,
     width: WidthOption = 8,
@@ -483,27 +727,38 @@ def compare(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for compare.png, compare.svg and compare.html.")] = Path("compare"),
 ) -> None:
     """Optimisers side by side: their paths over one loss contour, loss curves, and a table."""
+    started = time.time()
     gf, GradfitError = _engine()
     from gradfit import lecture as lecture_figures
 
     try:
-        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
+        _at_least(0, seed=seed, steps=steps)
+        _at_least(1, epochs=epochs, batch_size=batch_size, width=width)
+        _at_least(2, resolution=resolution)
+        _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, scale=scale)
+        _out_folder(out_dir)
+        model = _model_name(model, data, builtin, loss)
+        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter)
         the_model = _model(gf, model, dataset, loss, scale, width)
         opts = _optimizer_list(gf, optimizers, lr, beta, gamma, eps)
-        result = lecture_figures.compare(
-            the_model, gf.make_loss(loss), dataset, opts, out_dir, init=_parse_init(init, the_model),
-            steps=300 if steps is None and epochs is None else steps, epochs=epochs, batch_size=batch_size,
-            tol=tol, seed=seed, resolution=resolution,
-        )
+        with _Warnings(False):
+            result = lecture_figures.compare(
+                the_model, gf.make_loss(loss), dataset, opts, out_dir, init=_parse_init(init, the_model),
+                steps=300 if steps is None and epochs is None else steps, epochs=epochs, batch_size=batch_size,
+                tol=tol, seed=seed, resolution=resolution,
+            )
     except (GradfitError, OSError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted_figures(out_dir, started)
     built = result.parts[0].results
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("optimizer", "final loss", "steps", "time (s)", "stopped"):
         table.add_column(column, justify="left" if column in ("optimizer", "stopped") else "right")
     for fit_result, label in zip(built["fits"], built["labels"], strict=True):
-        table.add_row(label, f"{fit_result.loss:.6g}", str(fit_result.steps), f"{fit_result.elapsed:.3f}",
-                      fit_result.status)
+        # Text: a label such as "nesterov [torch] (α=0.1)" is not Rich markup
+        table.add_row(Text(label), f"{fit_result.loss:.6g}", str(fit_result.steps), f"{fit_result.elapsed:.3f}",
+                      Text(fit_result.status))
     out.print(table)
     _wrote(result)
 
@@ -527,18 +782,19 @@ def landscape(
     x: XOption = None,
     y: YOption = None,
     builtin: BuiltinOption = None,
-    model: ModelOption = "gabor",
+    delimiter: DelimiterOption = None,
+    model: ModelOption = None,
     loss: LossOption = "normal",
     params: Annotated[str | None, typer.Option(help="Two parameters to draw the loss over, e.g. phi0,phi1 or omega0[1,0]; default: the model's two, or a random slice.")] = None,
     at: Annotated[str | None, typer.Option(help="Hold the other parameters at v0,v1,... (all, in parameter order); default: the fit's end.")] = None,
     optimizer: Annotated[str, typer.Option(help="The optimiser whose path is drawn.")] = "adam",
     variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate α.")] = 0.1,
-    line_search: Annotated[bool, typer.Option("--line-search", help="gd: choose each step by the book's line search.")] = False,
+    line_search: LineSearchOption = False,
     steps: Annotated[int, typer.Option(help="Cap on updates.")] = 1000,
     batch_size: BatchOption = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
-    seed: Annotated[int, typer.Option(help="Seed for built-in data, default starts, batches and the slice's directions.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed (a whole number >= 0) for built-in data, default starts, batches and the slice's directions.")] = 0,
     init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
     span: Annotated[float | None, typer.Option(help="Random slice: half-width along each direction (default: to hold the path, at least 1).")] = None,
     scale: ScaleOption = 8.0,
@@ -547,11 +803,18 @@ def landscape(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for landscape.png, landscape.svg and landscape.html.")] = Path("landscape"),
 ) -> None:
     """The loss landscape around a fit: over two named parameters, or a random filter-normalised slice."""
+    started = time.time()
     gf, GradfitError = _engine()
     from gradfit import lecture as lecture_figures
 
     try:
-        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale)
+        _at_least(0, seed=seed, steps=steps)
+        _at_least(1, batch_size=batch_size, width=width)
+        _at_least(2, resolution=resolution)
+        _finite(lr=lr, tol=tol, span=span, scale=scale)
+        _out_folder(out_dir)
+        model = _model_name(model, data, builtin, loss)
+        dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter)
         the_model = _model(gf, model, dataset, loss, scale, width)
         the_opt = _optimizer(gf, optimizer, variant, lr, None, None, None, None, "constant", 0.5, 100, 0, line_search)
         pair = None
@@ -563,16 +826,18 @@ def landscape(
             held = _parse_init(at, the_model)
         except GradfitError as exc:
             raise GradfitError(str(exc).replace("--init", "--at")) from None
-        result = lecture_figures.explore(
-            the_model, gf.make_loss(loss), dataset, the_opt, out_dir, params=pair, at=held,
-            init=_parse_init(init, the_model), steps=steps, batch_size=batch_size, tol=tol, seed=seed, span=span,
-            resolution=resolution,
-        )
+        with _Warnings(False):
+            result = lecture_figures.explore(
+                the_model, gf.make_loss(loss), dataset, the_opt, out_dir, params=pair, at=held,
+                init=_parse_init(init, the_model), steps=steps, batch_size=batch_size, tol=tol, seed=seed, span=span,
+                resolution=resolution,
+            )
     except (GradfitError, OSError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted_figures(out_dir, started)
     fit_result = result.parts[0].results["fit"]
-    out.print(f"fit: final loss {fit_result.loss:.6g} after {fit_result.steps} steps ({fit_result.status})",
-              highlight=False)
+    out.print(Text(f"fit: final loss {fit_result.loss:.6g} after {fit_result.steps} steps ({fit_result.status})"))
     _wrote(result)
 
 

@@ -368,7 +368,7 @@ class _Source:
         if self.kind != "csv":
             return ""
         used = DELIMITERS.get(self.delimiter, repr(self.delimiter))
-        return f" (read with the {used} as delimiter: if that is wrong, name it with delimiter=...)"
+        return f" (read with the {used} as delimiter: if that is wrong, name it: delimiter=... or --delimiter)"
 
 
 def _size(n: int) -> str:
@@ -453,7 +453,7 @@ def _sniff(path: Path, text: str, complete: bool) -> str:
     choices = " or ".join(f"delimiter={d!r}" for d in candidates)
     raise GradfitError(
         f"cannot tell how the columns of {path.name} are separated: the header splits by {named}"
-        f"{' on every line' if fitting else ''}; name the delimiter: {choices}"
+        f"{' on every line' if fitting else ''}; name the delimiter: {choices} (or --delimiter)"
     )
 
 

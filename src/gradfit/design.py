@@ -9,10 +9,15 @@ Columns are stored one to a row, shape (columns, rows), in memory aligned so tha
 JAX can use it without a copy on the CPU: products Xβ and Xᵀr both read it in
 order. `Scaling` is the internal standardisation z = (x - m)/s that fits run in, with
 the exact linear map back to coefficients on the original scale.
+
+A categorical column with more levels than half its rows, or a numeric one with more
+than 50, is more likely a measurement than a category: `build` warns
+(`ManyLevelsWarning`) and encodes it as asked.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +27,15 @@ import numpy as np
 from .errors import GradfitError
 
 INTERCEPT = "intercept"
+#: A categorical column with more levels than this share of its rows, or a numeric column
+#: with more than `MANY_LEVELS` levels, is more likely a measurement than a category.
+MANY_LEVELS_SHARE = 0.5
+MANY_LEVELS = 50
 _ALIGN = 64  # bytes: XLA's CPU buffers use numpy memory in place when it is aligned like this
+
+
+class ManyLevelsWarning(UserWarning):
+    """A categorical column has so many levels that it is probably a measurement, not a category."""
 
 
 def aligned_empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
@@ -183,6 +196,7 @@ def _levels(name: str, values: Any, baseline: Any = None) -> tuple[np.ndarray, l
         a = a.astype(str)
     levels, codes = np.unique(a, return_inverse=True)
     levels = [v.item() if hasattr(v, "item") else v for v in levels]
+    _warn_many_levels(name, len(levels), len(a), a.dtype.kind in "biuf")
     if len(levels) < 2:
         raise GradfitError(
             f"categorical column {name!r} is constant (every row is {levels[0]!r}); "
@@ -199,6 +213,19 @@ def _levels(name: str, values: Any, baseline: Any = None) -> tuple[np.ndarray, l
             )
         base = matches[0]
     return codes, levels, levels[base]
+
+
+def _warn_many_levels(name: str, n_levels: int, n_rows: int, numeric: bool) -> None:
+    """Warn when a categorical column looks continuous: it would cost one coefficient per level."""
+    if n_levels <= MANY_LEVELS_SHARE * n_rows and not (numeric and n_levels > MANY_LEVELS):
+        return
+    warnings.warn(
+        f"categorical column {name!r} has {n_levels} levels in {n_rows} rows, so it adds {n_levels - 1} "
+        "coefficients, each fitted from a few rows; if it is a measurement, give it as a numeric column "
+        "instead of a categorical one",
+        ManyLevelsWarning,
+        stacklevel=4,
+    )
 
 
 def build(

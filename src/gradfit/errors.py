@@ -11,7 +11,7 @@ class GradfitError(ValueError):
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> GradfitError:
     """The error for a name that is not in a registry, listing the names that are."""
-    plural = kind + ("es" if kind.endswith("s") else "s")
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + ("es" if kind.endswith("s") else "s")
     return GradfitError(f"unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")
 
 

@@ -162,6 +162,10 @@ def fit(
     if checkpoint_every is not None and (not _whole(checkpoint_every) or checkpoint_every < 1):
         raise GradfitError(f"checkpoint_every must be a positive whole number of steps, not {checkpoint_every}")
     starts, batched = _starts(model, init, seed)
+    limit = float(np.finfo(dtype).max)
+    if np.any(np.abs(starts) > limit):
+        raise GradfitError(f"init holds {float(np.max(np.abs(starts))):g}, beyond the largest {dtype} ({limit:.3g}); "
+                           "start from smaller values, or fit in float64")
     if polish and batched:
         raise GradfitError("polish finishes one start with Newton's method; fit the starts, then polish the best")
 

@@ -20,7 +20,7 @@ step costs one pass over the data for the gradient (each step then gains a facto
 of about 30 instead of squaring the error). It stops when the Newton decrement, the
 distance to the optimum in standard errors, is at most ``tol`` (10⁻⁶). Given
 an optimiser, the fit first runs `gradfit.fit` with it (in standardised coordinates)
-and then polishes with Newton.
+and then polishes with Newton (``polish=False`` keeps where the optimiser got to).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from . import inference as inference_mod
 from . import newton
 from .data import Dataset, read_table
 from .design import Design
-from .errors import GradfitError, unknown_name
+from .errors import GradfitError, Interrupted, unknown_name
 from .losses import Loss, _safe_log_softplus, bernoulli, categorical, normal, poisson
 from .models import Model
 from .objective import Objective
@@ -139,6 +139,7 @@ def _columns_fn(x, params, n_cols, blocks, intercept, softplus_exposure, classes
 
 def _rows_fn(x, params, n_cols, blocks, intercept, softplus_exposure, classes, extra):
     """The same f from rows of standardised columns z (I, D), then the offset and log exposure."""
+    x = jnp.reshape(x, (x.shape[0], -1))  # a Dataset keeps one column as shape (I,)
     z = x[:, :n_cols]
     coef = jnp.reshape(params["theta"], (blocks, n_cols + intercept))
     eta = z @ (coef[:, 1:] if intercept else coef).T
@@ -298,6 +299,10 @@ class GLM:
         profile: Sequence[str] | str = (),
         level: float = 0.95,
         progress: Any = None,
+        history_every: int | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | Path | None = None,
     ) -> FitResult:
         """Fit by maximum likelihood; the result is on the original scale of the columns.
 
@@ -305,18 +310,31 @@ class GLM:
         coordinates, until the Newton decrement is at most ``tol`` standard errors.
         With one (a gradfit optimizer or its name): `gradfit.fit` runs it first, for
         ``steps`` / ``epochs`` (with ``batch_size``), in standardised coordinates, and
-        Newton polishes its end unless ``polish=False``. ``init`` is a start on the
-        original scale. With ``inference`` the result carries standard errors and the
-        likelihood statistics (and profile intervals for the names in ``profile``).
+        Newton polishes its end unless ``polish=False`` (then the result is where the
+        optimiser got to, with standard errors only if that is stationary).
+        ``history_every``, ``checkpoint``, ``checkpoint_every`` and ``resume`` go to
+        that first-order run as in `gradfit.fit`; an `Interrupted` raised by it carries
+        its result on the original scale. ``init`` is a start on the original scale.
+        With ``inference`` the result carries standard errors and the likelihood
+        statistics (and profile intervals for the names in ``profile``).
         """
         t0 = time.perf_counter()
+        given = {"history_every": history_every, "checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
+                 "resume": resume}
+        given = {k: v for k, v in given.items() if v is not None}
+        if given and optimizer is None:
+            raise GradfitError(f"{', '.join(given)} are settings of the first-order run: give an optimizer")
         with jax.enable_x64(True):
             work = _Working(self)
             theta = work.start(init)
             before = None
             if optimizer is not None:
-                before = work.first_order(optimizer, theta, steps=steps, epochs=epochs, batch_size=batch_size,
-                                          seed=seed, tol=tol, progress=progress)
+                try:
+                    before = work.first_order(optimizer, theta, steps=steps, epochs=epochs, batch_size=batch_size,
+                                              seed=seed, tol=tol, progress=progress, **given)
+                except Interrupted as exc:  # where it got to, in this model's coefficients
+                    exc.result = work.result(exc.result.x, exc.result, [], tol, time.perf_counter() - t0)
+                    raise
                 theta = before.x
             stages = []
             if optimizer is None or polish:
@@ -463,7 +481,7 @@ class _Working:
 
     # first-order phase -------------------------------------------------------------------------
 
-    def first_order(self, optimizer, theta, *, steps, epochs, batch_size, seed, tol, progress) -> FitResult:
+    def first_order(self, optimizer, theta, *, steps, epochs, batch_size, seed, tol, progress, **given) -> FitResult:
         from .fitting import fit as loop_fit
 
         d = self.glm.design
@@ -481,7 +499,7 @@ class _Working:
         model = self.glm._rows_model(tuple(extra))
         data = Dataset(x, self.glm.y, name="design")
         return loop_fit(model, self.glm.loss, data, optimizer, init=np.asarray(theta), steps=steps, epochs=epochs,
-                        batch_size=batch_size, tol=tol, seed=seed, dtype="float64", progress=progress)
+                        batch_size=batch_size, tol=tol, seed=seed, dtype="float64", progress=progress, **given)
 
     # Newton ------------------------------------------------------------------------------------------
 
@@ -681,7 +699,8 @@ def glm(
 def fit_glm(data, y=None, family: str = "poisson", **kwargs: Any) -> FitResult:
     """``glm(data, y, family, ...)`` fitted: keyword arguments of `glm` and of `GLM.fit` both go here."""
     fit_keys = {"optimizer", "steps", "epochs", "batch_size", "tol", "max_iter", "init", "polish", "seed",
-                "inference", "profile", "level", "progress"}
+                "inference", "profile", "level", "progress", "history_every", "checkpoint", "checkpoint_every",
+                "resume"}
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
     return glm(data, y, family, **kwargs).fit(**fit_kwargs)
 

@@ -136,6 +136,15 @@ class Output:
     elapsed: float
 
 
+def _folder(out: str | Path) -> Path:
+    """The folder to write into, made if needed; a file of that name is an error, said before any work."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise GradfitError(f"{folder} is a file; give a folder to write the figures and the report into")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _save(fig, folder: Path, name: str, caption: str) -> rp.Image:
     from . import plots
 
@@ -649,8 +658,7 @@ def build(out: str | Path, settings: Settings | None = None, *, quick: bool = Fa
     s = settings or (QUICK if quick else FULL)
     if len(s.gabor_lr) != len(s.scales):
         raise GradfitError("give one gradient-descent rate per Gabor scale (gabor_lr and scales)")
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _folder(out)
     say = log or (lambda line: None)
     parts: list[Built] = []
 
@@ -729,7 +737,7 @@ def compare(
     t0 = time.perf_counter()
     if not optimizers:
         raise GradfitError("compare needs at least one optimizer")
-    folder = Path(out)
+    folder = _folder(out)
     start = model.default_init(seed) if init is None else init
     results = []
     for opt in optimizers:
@@ -774,6 +782,9 @@ def _surface_for(fn: ls.LossFunction, results: Sequence[FitResult], box, resolut
     model = fn.model
     finite = [r for r in results if np.isfinite(r.loss)]
     best = min(finite, key=lambda r: r.loss) if finite else results[0]
+    # The view holds the paths that did not blow up: one that diverged may have reached
+    # parameters of 1e150, and a view that wide overflows everywhere.
+    held = [r for r in finite if r.status != "diverged" and r.loss <= r.history.loss[0]] or [best]
     if params is None and model.size == 2:
         params = tuple(model.flat_names)
     if params is not None:
@@ -782,18 +793,32 @@ def _surface_for(fn: ls.LossFunction, results: Sequence[FitResult], box, resolut
             if model.name == "gabor" and tuple(params) == ("phi0", "phi1"):
                 box = GABOR_BOX
             else:
-                box = _box_around(np.vstack([r.history.params[:, idx] for r in results]))
-        held = best.x if at is None else at
-        surf = ls.surface(fn, tuple(params), box, at=held, resolution=resolution)
+                box = _box_around(np.vstack([r.history.params[:, idx] for r in held]))
+        surf = ls.surface(fn, tuple(params), box, at=best.x if at is None else at, resolution=resolution)
+        _check_finite(surf)
         points = ls.critical_points(surf.restricted(fn), surf.box, grid=12) if model.size == 2 else ()
         return surf, points
     center = best.x
     if span is None:
         probe = ls.Surface(np.zeros(2), np.zeros(2), np.zeros((2, 2)), center,
                            ls.filter_normalized_directions(model, center, seed), ("", ""), "random")
-        reach = max(float(np.max(np.abs(probe.project(r.history.params)))) for r in results)
+        reach = max(_largest_finite(probe.project(r.history.params)) for r in held)
         span = max(1.0, 1.15 * reach)
-    return ls.random_slice(fn, center, seed=seed, span=span, resolution=resolution), ()
+    surf = ls.random_slice(fn, center, seed=seed, span=span, resolution=resolution)
+    _check_finite(surf)
+    return surf, ()
+
+
+def _check_finite(surf: ls.Surface) -> None:
+    if not np.isfinite(surf.loss).any():
+        where = "slice" if surf.kind == "random" else "box"
+        raise GradfitError(f"the loss is not finite anywhere on the {where} drawn: the fits diverged or ended far "
+                           "from a finite loss; lower the learning rate (or give a smaller span or another box)")
+
+
+def _largest_finite(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 # -- explore: the landscape around a fit ---------------------------------------------------------
@@ -829,7 +854,7 @@ def explore(
     from . import plots
 
     t0 = time.perf_counter()
-    folder = Path(out)
+    folder = _folder(out)
     result = fit(model, loss, data, optimizer, init=init, steps=steps, batch_size=batch_size, tol=tol, seed=seed)
     fn = ls.LossFunction(model, loss, data)
     surf, points = _surface_for(fn, [result], box, resolution, seed, params, at, span)

@@ -41,13 +41,31 @@ def fit_report(
     inf = result.inference
     lines = ["[[Model]]", f"    {result.model}", f"    loss {result.objective}"]
     lines.append("[[Fit Statistics]]")
+    stats = fit_statistics(result)
+    width = max(len(k) for k, _ in stats)
+    lines += [f"    {k:<{width}} = {v}" for k, v in stats]
+    lines.append(f"    stopped: {result.stopped}")
+    if variables:
+        lines += _variables(result, inf)
+    if correlations and inf is not None and inf.covariance is not None:
+        lines += correlation_lines(inf, min_correl)
+    return "\n".join(lines)
+
+
+def fit_statistics(result: FitResult) -> list[tuple[str, str]]:
+    """The [[Fit Statistics]] of a fit as (name, value) pairs, in the report's order.
+
+    The final loss is followed by what it is (`loss_meaning`): the losses drop
+    constants of their negative log-likelihoods, so it is not -log-likelihood itself.
+    """
+    inf = result.inference
     stats: list[tuple[str, str]] = [
         ("# fitting method", _method(result)),
         ("# steps", str(result.steps)),
         ("# data points", str(result.settings.get("n_examples", inf.n if inf else "?"))),
         ("# variables", str(len(result.x))),
         ("status", result.status),
-        ("final loss", _g(result.loss)),
+        ("final loss", f"{_g(result.loss)} ({loss_meaning(result)})"),
         ("gradient norm", _g(result.grad_norm, 3)),
     ]
     if inf is not None:
@@ -56,20 +74,35 @@ def fit_report(
             stats += [("chi-square", _g(inf.chisqr)), ("reduced chi-square", _g(inf.redchi)),
                       ("R-squared", _g(inf.rsquared)), ("sigma (estimated)", _g(inf.sigma))]
         stats += [("log-likelihood", _g(inf.loglik, 10))]
-        if inf.deviance is not None:
-            stats.append(("deviance", _g(inf.deviance, 10)))
-        if inf.pearson_chi2 is not None:
-            stats.append(("Pearson chi-square", _g(inf.pearson_chi2, 10)))
+        if inf.chisqr is None:  # for least squares both are the chi-square again
+            if inf.deviance is not None:
+                stats.append(("deviance", _g(inf.deviance, 10)))
+            if inf.pearson_chi2 is not None:
+                stats.append(("Pearson chi-square", _g(inf.pearson_chi2, 10)))
         stats += [("Akaike info crit", _g(inf.aic, 10)), ("Bayesian info crit", _g(inf.bic, 10)),
                   ("degrees of freedom", str(inf.df_resid))]
-    width = max(len(k) for k, _ in stats)
-    lines += [f"    {k:<{width}} = {v}" for k, v in stats]
-    lines.append(f"    stopped: {result.stopped}")
-    if variables:
-        lines += _variables(result, inf)
-    if correlations and inf is not None and inf.covariance is not None:
-        lines += _correlations(inf, min_correl)
-    return "\n".join(lines)
+    return stats
+
+
+#: What each loss's value is, as `gradfit.losses` computes it by default.
+_MEANINGS = {
+    "normal": "sum of squared residuals",
+    "poisson": "negative log-likelihood without its log y! terms",
+    "von_mises": "negative log-likelihood without its log(2π I0(κ)) terms",
+}
+
+
+def loss_meaning(result: FitResult) -> str:
+    """What the final loss of ``result`` is: e.g. the sum of squared residuals, or the
+    negative log-likelihood without the log y! terms of a Poisson loss."""
+    objective = result.objective
+    name = objective.split("(")[0].split(",")[0].strip()
+    full = "full=True" in objective or ("sigma=" in objective and "sigma=None" not in objective)
+    meaning = "negative log-likelihood" if full else _MEANINGS.get(name, "negative log-likelihood")
+    if objective.endswith(", mean"):
+        meaning = ("mean squared residual" if meaning == "sum of squared residuals"
+                   else f"{meaning}, averaged over the examples")
+    return meaning
 
 
 def _method(result: FitResult) -> str:
@@ -118,7 +151,8 @@ def _flat_names(result: FitResult) -> list[str]:
     return names
 
 
-def _correlations(inf: Inference, min_correl: float) -> list[str]:
+def correlation_lines(inf: Inference, min_correl: float = 0.1) -> list[str]:
+    """The [[Correlations]] section: pairs of parameters correlated by at least ``min_correl`` in size."""
     corr = inf.correlation
     pairs = []
     for i in range(len(inf.names)):
