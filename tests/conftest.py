@@ -1,26 +1,48 @@
-"""Shared fixtures: the book's data beside the repository, float64, pinned randomness."""
+"""Shared fixtures: data beside the repository, float64, pinned randomness, fuzzing budgets."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
 import gradfit as gf
 
-# The book's data sets are CC BY-NC-ND: read them from the shared folder beside the
-# repository, never from a copy inside the package (REFERENCE.md §4).
-UDLBOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "udlbook"
+# Licensed data sets (the book's are CC BY-NC-ND) are read from the shared folder beside
+# the repository, never from a copy inside it (REFERENCE.md §4). A clone on its own has
+# no such folder: the tests that need it skip, saying what they need.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: What each folder of ../shared/data holds, for the skip reason.
+SHARED_SETS = {
+    "udlbook": "the book's data",
+    "nist": "NIST StRD certified data sets",
+}
+
+
+def shared_path(name: str, *files: str) -> Path:
+    """The folder ../shared/data/<name>, holding ``files``; skips the test when it is not there."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir() or not all((folder / f).is_file() for f in files):
+        what = SHARED_SETS.get(name, "shared data")
+        pytest.skip(f"needs ../shared/data/{name} ({what}; not shipped)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``shared_data(name, *files)``: the folder ../shared/data/<name>, or a skip without it."""
+    return shared_path
 
 
 @pytest.fixture(scope="session")
 def udlbook() -> Path:
     """The folder holding linear_12.csv and gabor_30.csv."""
-    if not (UDLBOOK / "linear_12.csv").is_file():
-        pytest.fail(f"the book's data is not beside the repository (looked in {UDLBOOK.name}/ under ../shared/data)")
-    return UDLBOOK
+    return shared_path("udlbook", "linear_12.csv", "gabor_30.csv")
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +66,19 @@ def x64():
 def rng() -> np.random.Generator:
     """A generator pinned per test, so every test draws the same numbers on every run."""
     return np.random.default_rng(20240517)
+
+
+# Hypothesis budgets. "default" keeps the plain `python -m pytest` quick; "ci" is the
+# thorough pass (.ci/run sets HYPOTHESIS_PROFILE=ci). Each fuzz test takes a share of
+# max_examples by its cost. No example database: it would be written into the working
+# tree; a failure prints its example and a @reproduce_failure blob instead.
+_FUZZ = dict(
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# The default run skips the explain phase: it reruns a failing case many times over.
+settings.register_profile("default", max_examples=40, phases=[p for p in Phase if p is not Phase.explain], **_FUZZ)
+settings.register_profile("ci", max_examples=1000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

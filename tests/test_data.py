@@ -593,3 +593,24 @@ def test_fit_takes_a_dataframe_directly(frame):
     direct = gf.fit("linear", "normal", frame[["a", "c"]], gf.gd(0.01), steps=3000, tol=1e-9)
     assert direct.status == "converged"
     np.testing.assert_allclose(direct.x, [-1.5, 1.0], atol=1e-6)
+
+
+def test_a_header_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("température,y\n1,2\n2,3\n".encode("latin-1"))
+    with pytest.raises(GradfitError, match=r"latin.csv is not UTF-8 text: its header holds the byte 0xe9"):
+        gf.load(path)
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("\n\nx,y\n1,2\n2,4\n")
+    data = gf.load(path)
+    assert data.x_names == ("x",) and data.y.tolist() == [2.0, 4.0]
+
+
+def test_column_names_with_tabs_or_edge_spaces_are_quoted_in_messages(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text("x,y,x\ty, z\n1,2,3,4\n")
+    with pytest.raises(GradfitError, match=r"its columns are: x, y, 'x\\ty', ' z'"):
+        gf.load(path, x=["a"], y="y")

@@ -291,3 +291,17 @@ def test_polish_takes_one_start():
 def test_a_start_beyond_the_dtype_is_bad_input():
     with pytest.raises(gf.GradfitError, match="beyond the largest float32"):
         gf.fit("linear", "normal", (np.arange(3.0), np.arange(3.0)), init=[1e300, 0.0], dtype="float32", steps=2)
+
+
+def test_a_start_with_no_finite_loss_is_kept_in_the_history():
+    result = gf.fit("linear", "normal", (X, Y), gf.adam(0.1), init=[1e308, 1e308], steps=20)
+    assert result.status == "diverged" and result.steps == 0 and "at the start" in result.stopped
+    assert result.history.step.tolist() == [0]
+    np.testing.assert_array_equal(result.history.params[0], [1e308, 1e308])
+
+
+def test_step_caps_beyond_the_loop_counter_are_bad_input():
+    with pytest.raises(gf.GradfitError, match="a fit runs at most"):
+        gf.fit("linear", "normal", (X, Y), steps=10**20)
+    with pytest.raises(gf.GradfitError, match="a fit runs at most"):
+        gf.fit("linear", "normal", (X, Y), batch_size=2, epochs=10**12)

@@ -1,7 +1,7 @@
 """The figures of REFERENCE.md §4, on the book's data read from ../shared/data.
 
 Each figure is checked to the precision it is printed with: half a unit in its last
-printed digit.
+printed digit. A clone without that folder skips these tests (the ``udlbook`` fixture).
 """
 
 from __future__ import annotations

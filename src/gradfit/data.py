@@ -294,7 +294,8 @@ def _from_table(table: Any, x: Sequence[Any] | Any | None, y: Any | None) -> Dat
     x = [n for n in names if n != y] if x is None else list(x)
     for col in [*x, y]:
         if col not in names:  # a list: column labels need not be hashable
-            raise GradfitError(f"the table has no column {col!r}; its columns are: {', '.join(map(str, names))}")
+            listed = ", ".join(map(_column_label, names))
+            raise GradfitError(f"the table has no column {col!r}; its columns are: {listed}")
     if not x:
         raise GradfitError(f"the table has only the target column {y!r}: it needs input columns too")
     inputs = [_table_column(col, table[col], target=False) for col in x]
@@ -461,7 +462,9 @@ def _header_line(f, sample: bytes, path: Path, delimiter: str) -> str:
     """The first line of the file, read on past the sample when the header is wider."""
     sep = delimiter.encode()
     parts, run = [], 0
-    chunk = sample.removeprefix(b"\xef\xbb\xbf")
+    chunk = sample.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")  # blank lines before the header are skipped
+    while not chunk and (more := f.read(_SNIFF_BYTES)):
+        chunk = more.lstrip(b"\r\n")
     while True:
         end = re.search(rb"[\r\n]", chunk)
         piece = chunk if end is None else chunk[: end.start()]
@@ -473,7 +476,14 @@ def _header_line(f, sample: bytes, path: Path, delimiter: str) -> str:
             run = len(fields[-1])
         parts.append(piece)
         if end is not None or not chunk:
-            return b"".join(parts).decode("utf-8", errors="replace")
+            header = b"".join(parts)
+            try:
+                return header.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise GradfitError(
+                    f"{path.name} is not UTF-8 text: its header holds the byte {header[exc.start]:#04x} "
+                    f"({header[max(0, exc.start - 10): exc.start + 10]!r}); save the file as UTF-8 and read it again"
+                ) from None
         chunk = f.read(_SNIFF_BYTES)
 
 
@@ -548,9 +558,16 @@ def _check_width(source: _Source, columns: Sequence[str] | None) -> None:
                 raise _no_column(source, col)
 
 
+def _column_label(name) -> str:
+    """A column name as listed in a message: as it is, or quoted when it is empty, has a tab or
+    other unprintable character, or leading or trailing spaces (which would be invisible)."""
+    name = str(name)
+    return name if name and name.isprintable() and name.strip() == name else repr(name)
+
+
 def _no_column(source: _Source, col: str) -> GradfitError:
     names = source.names
-    listed = ", ".join(names[:30]) + (f", ... ({len(names):,} in all)" if len(names) > 30 else "")
+    listed = ", ".join(map(_column_label, names[:30])) + (f", ... ({len(names):,} in all)" if len(names) > 30 else "")
     return GradfitError(f"{source.path} has no column {col!r}; its columns are: {listed}{source.read_with}")
 
 

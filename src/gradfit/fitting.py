@@ -13,6 +13,7 @@ method, and a stop for a small gradient is classified by the Hessian
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -184,7 +185,9 @@ def _whole(value) -> bool:
     """Whether value is a whole number (an int, or a float with no fraction), not a bool or text."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         return False
-    return bool(np.isfinite(value)) and int(value) == value
+    if isinstance(value, int | np.integer):
+        return True
+    return math.isfinite(value) and int(value) == value
 
 
 @dataclass(frozen=True)
@@ -321,11 +324,22 @@ def _step_cap(steps, epochs, per_epoch) -> int:
     if epochs is not None:
         if not _whole(epochs) or epochs < 1:
             raise GradfitError(f"epochs must be a positive whole number, not {epochs}")
-        return int(epochs) * per_epoch
+        return _capped(int(epochs) * per_epoch, "epochs")
     steps = 1000 if steps is None else steps
     if not _whole(steps) or steps < 0:
         raise GradfitError(f"steps must be a whole number >= 0, not {steps}")
-    return int(steps)
+    return _capped(int(steps), "steps")
+
+
+#: The loop counts steps in 32-bit integers (as XLA does best): a cap leaves room for one more chunk.
+MAX_STEPS = 2**31 - 2**20
+
+
+def _capped(total: int, what: str) -> int:
+    if total > MAX_STEPS:
+        raise GradfitError(f"{what} ask for {total:,} steps; a fit runs at most {MAX_STEPS:,} "
+                           "(run it in parts, each starting from the parameters where the last one stopped)")
+    return total
 
 
 def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
@@ -484,8 +498,8 @@ def _outcomes(recorder, theta, starts, done, code, n, final_loss, final_gnorm, t
     row_gnorm = np.sqrt(recorder.end_rows[:, size])
     theta_ok = np.all(np.isfinite(theta), axis=1)
     final_ok = np.isfinite(final_loss) & np.isfinite(final_gnorm) & theta_ok
-    at_start = done & (kept == 0)
     at_end = ~done & final_ok
+    at_start = ~at_end & (kept == 0)
     fell = ~done & ~final_ok
     fell_code = np.where(~theta_ok, DIV_PARAMS, np.where(~np.isfinite(final_loss), DIV_LOSS, DIV_GRAD))
     return {
@@ -514,6 +528,9 @@ def _result(run: _Run, s: int, index, rows, row_losses, recorder: Recorder, end,
     params, gnorm, lr = rows[:, :size], np.sqrt(rows[:, size]), rows[:, size + 1].copy()
     theta, final_loss, final_gnorm = end["theta"], float(end["loss"]), float(end["grad_norm"])
     n, code = int(end["steps"]), int(end["code"])
+    if kept == 0 and not end["append_final"]:  # not even the start was finite: keep it, to show where it began
+        step, params = np.zeros(1, np.int64), theta[None, :]
+        loss, gnorm, lr = np.full(1, np.nan), np.full(1, np.nan), np.full(1, np.nan)
     if end["append_final"]:
         step = np.append(step, n)
         params = np.vstack([params, theta[None, :]])
