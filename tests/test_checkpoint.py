@@ -220,3 +220,13 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
 def test_bad_checkpoint_settings(tmp_path, bad, words):
     with pytest.raises(gf.GradfitError, match=words):
         gf.fit("linear", "normal", DATA, steps=10, checkpoint=tmp_path / "c.ckpt", **bad)
+
+
+def test_resuming_a_fit_that_stopped_early_gives_the_same_thinned_history(tmp_path):
+    path = tmp_path / "early.ckpt"
+    starts = np.array([[0.2, -0.1], [3.0, 2.0]])
+    args = ("linear", "normal", DATA, gf.adam(0.05))
+    whole = gf.fit(*args, init=starts, steps=9000, tol=1e-3, max_history=8, checkpoint=path)
+    assert all(f.status == "converged" and f.steps < 9000 for f in whole)
+    again = gf.fit(*args, init=starts, steps=9000, tol=1e-3, max_history=8, resume=path)
+    assert all(same(a, b) for a, b in zip(whole, again, strict=True))

@@ -399,7 +399,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     # uninterrupted run's next chunk, and the chunk computes the same bits from it.
     carry = init(starts.astype(run.float_t) if batched else starts[0].astype(run.float_t))
     fingerprint = run.fingerprint(length) if checkpoint is not None else None
-    done_steps, elapsed_before = 0, 0.0
+    done_steps, elapsed_before, replay = 0, 0.0, False
     recorder = Recorder(run.max_rows, len(starts), size + 3)
     if resume is not None:
         saved = checkpoints.load(resume)
@@ -407,6 +407,9 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
         carry = _restore(carry, saved.leaves, resume)
         recorder = Recorder.from_state(saved.history)
         done_steps, elapsed_before = saved.steps_done, saved.elapsed
+        # A finished fit resumed runs one chunk of no steps, for the final loss and gradient;
+        # its rows are not records (they must not count against the history budget).
+        replay = bool(saved.header.get("finished"))
     batches = BatchSource(len(run.data), run.batch_size, run.seed) if minibatch else None
 
     def chunk_batches(first_step):
@@ -440,7 +443,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
                 chunk_rows, chunk_losses = chunk_rows[:, None], chunk_losses[:, None]
             done, n = np.atleast_1d(done), np.atleast_1d(n)
             run_rows = min(done_steps // every, rows_cap)
-            recorder.add(row0, chunk_rows, chunk_losses, limit=rows_cap)
+            recorder.add(row0, chunk_rows, chunk_losses, limit=row0 if replay else rows_cap)
             recorder.track_ends(row0, chunk_rows, chunk_losses, np.where(done, n // every, run_rows - 1))
             if progress is not None:
                 finite = np.isfinite(chunk_losses)
