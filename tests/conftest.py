@@ -72,9 +72,12 @@ def rng() -> np.random.Generator:
 # thorough pass (.ci/run sets HYPOTHESIS_PROFILE=ci). Each fuzz test takes a share of
 # max_examples by its cost. No example database: it would be written into the working
 # tree; a failure prints its example and a @reproduce_failure blob instead.
+# Derandomised: every run draws the same examples, so a red run is a real, repeatable
+# failure and never the luck of the draw. HYPOTHESIS_RANDOM=1 draws new ones, to explore.
 _FUZZ = dict(
     deadline=None,
     database=None,
+    derandomize=not os.environ.get("HYPOTHESIS_RANDOM"),
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
