@@ -75,6 +75,7 @@ def test_interrupted_many_starts_carry_a_multifit():
         gf.fit("linear", "normal", (X, Y), gf.gd(0.01), init=starts, steps=9000, tol=0, progress=signal_at(1))
     fits = info.value.result
     assert len(fits) == 5 and {f.status for f in fits} == {"interrupted"}
+    assert str(info.value) == f"fit interrupted by SIGINT after {fits[0].steps} steps"
     assert info.value.checkpoint is None
 
 

@@ -25,8 +25,9 @@ class Interrupted(KeyboardInterrupt):
     does not catch it stops as it would on Ctrl-C.
     """
 
-    def __init__(self, result, checkpoint=None, signal_name: str = "SIGINT"):
-        super().__init__(f"fit interrupted by {signal_name} after {getattr(result, 'steps', '?')} steps")
+    def __init__(self, result, checkpoint=None, signal_name: str = "SIGINT", steps: int | None = None):
+        steps = getattr(result, "steps", None) if steps is None else steps
+        super().__init__(f"fit interrupted by {signal_name}" + ("" if steps is None else f" after {steps} steps"))
         self.result = result
         self.checkpoint = checkpoint
         self.signal_name = signal_name

@@ -473,7 +473,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
 
     result = MultiFit.lazy(len(starts), build, ends["theta"], ends["loss"]) if batched else build(0)
     if interrupted:
-        raise Interrupted(result, checkpoint, interrupted)
+        raise Interrupted(result, checkpoint, interrupted, steps=run_to)
     return result
 
 
