@@ -408,3 +408,11 @@ def test_delimiter_is_detected_or_named(tmp_path, sep, flag):
     assert a["params"] == b["params"] and a["settings"]["n_examples"] == 9
     wrong = invoke("fit", "--data", str(path), "--delimiter", ",", "--steps", "5")
     one_line_error(wrong, "--delimiter")
+
+
+@pytest.mark.parametrize("text, line", [("x,count\n1,2\n2,\n3,4\n4,5\n", 3), ("x,count\n1,2\n2,3\n,4\n4,5\n", 4)])
+def test_regression_data_errors_name_the_file_line(tmp_path, text, line):
+    path = tmp_path / "gaps.csv"
+    path.write_text(text)
+    result = invoke("fit", "--data", str(path), "--model", "linear", "--loss", "poisson")
+    one_line_error(result, "gaps.csv", f"at line {line}")

@@ -440,7 +440,9 @@ def _design(gf, path, x, y, builtin, loss, categorical, offset, init, seed, deli
     """The regression model (GLM) of a design built from the columns, and its start from --init."""
     from types import SimpleNamespace
 
-    from gradfit.data import BUILTIN, read_table
+    import numpy as np
+
+    from gradfit.data import BUILTIN, check_numbers, read_table
     from gradfit.errors import GradfitError, unknown_name
     from gradfit.glm import LOSS_FAMILY, glm
 
@@ -469,6 +471,12 @@ def _design(gf, path, x, y, builtin, loss, categorical, offset, init, seed, deli
         cols = builtin_inputs
     if cols is None:
         cols = [c for c in columns if c not in (target, offset, *cats) and columns[c].dtype.kind in "biuf"]
+    numeric = [c for c in (*cols, offset) if c is not None and c in columns]
+    if target in columns and columns[target].dtype.kind in "biuf":  # text targets are class labels
+        numeric.append(target)
+    if path is not None and any(columns[c].dtype.kind not in "biuf" or not np.all(np.isfinite(columns[c]))
+                                for c in numeric):
+        check_numbers(path, numeric, _separator(delimiter))  # the error names the file line
     problem = glm(columns, target, LOSS_FAMILY[loss], x=cols, categorical=cats, exposure=offset)
     coefficients = SimpleNamespace(name="glm", size=problem.n_coef, flat_names=problem.names)
     return _Described(name, len(problem.y)), problem, _parse_init(init, coefficients)

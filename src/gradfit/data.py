@@ -713,6 +713,20 @@ def load(
     return Dataset(data_x, values[y], x_names=tuple(x), y_name=y, name=Path(path).stem)
 
 
+def check_numbers(path: str | Path, columns: Sequence[str], delimiter: str | None = None) -> None:
+    """Raise `load`'s error for the first of ``columns`` of a file that holds an empty cell,
+    NaN, inf or text, naming the file line (CSV) or row index (Parquet); else return.
+
+    For callers that read the file with `read_table` (which keeps NaN and text, as a
+    design's categorical columns need) and then find a column that must be numbers is not.
+    """
+    source = _open(path, delimiter)
+    wanted = [c for c in dict.fromkeys(columns) if c is not None]
+    table = _read(source, wanted)
+    for name in wanted:
+        _file_column(source, name, table.column(name), target=False)
+
+
 def _file_column(source: _Source, name: str, col, target: bool) -> np.ndarray:
     """A column of a file as finite floats, or a `GradfitError` naming the column and the line."""
     import pyarrow as pa

@@ -177,7 +177,7 @@ def _numeric(name: str, values: Any) -> np.ndarray:
     if bad.any():
         rows = np.nonzero(bad)[0]
         raise GradfitError(
-            f"column {name!r} holds NaN or inf at row(s) {', '.join(map(str, rows[:5]))}"
+            f"column {name!r} holds NaN or inf at row index(es) {', '.join(map(str, rows[:5]))}"
             f"{' ...' if len(rows) > 5 else ''}; drop or fill those rows first"
         )
     return a
@@ -307,7 +307,7 @@ def build(
         label = exposure if isinstance(exposure, str) else "exposure"
         raise GradfitError(
             f"the offset/exposure column {label!r} must be positive (it multiplies the rate, and its log is "
-            f"the offset); it is {expo[rows[0]]:g} at row(s) {', '.join(map(str, rows[:5]))}"
+            f"the offset); it is {expo[rows[0]]:g} at row index(es) {', '.join(map(str, rows[:5]))}"
             f"{' ...' if len(rows) > 5 else ''}"
         )
     design = Design(matrix, tuple(names), intercept, off, expo, tuple(levels), sources)
