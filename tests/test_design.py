@@ -124,7 +124,7 @@ def test_collinear_on_a_large_design_is_confirmed_on_all_rows(rng):
 def test_offset_or_exposure_must_be_positive(columns):
     bad = columns["minutes"].copy()
     bad[[3, 9]] = [0.0, -2.0]
-    with pytest.raises(gf.GradfitError, match=r"'minutes' must be positive.*row\(s\) 3, 9"):
+    with pytest.raises(gf.GradfitError, match=r"'minutes' must be positive.*row index\(es\) 3, 9"):
         design.build({**columns, "minutes": bad}, ["a"], exposure="minutes")
 
 
@@ -145,7 +145,7 @@ def test_bad_columns(columns, numeric, categorical, message):
 def test_nan_and_too_few_rows(columns):
     a = columns["a"].copy()
     a[5] = np.nan
-    with pytest.raises(gf.GradfitError, match=r"'a' holds NaN or inf at row\(s\) 5"):
+    with pytest.raises(gf.GradfitError, match=r"'a' holds NaN or inf at row index\(es\) 5"):
         design.build({**columns, "a": a}, ["a"])
     few = {k: v[:2] for k, v in columns.items()}
     with pytest.raises(gf.GradfitError, match="3 coefficients but only 2 rows"):
