@@ -230,3 +230,23 @@ def test_resuming_a_fit_that_stopped_early_gives_the_same_thinned_history(tmp_pa
     assert all(f.status == "converged" and f.steps < 9000 for f in whole)
     again = gf.fit(*args, init=starts, steps=9000, tol=1e-3, max_history=8, resume=path)
     assert all(same(a, b) for a, b in zip(whole, again, strict=True))
+
+
+def test_a_new_fit_never_writes_over_an_unfinished_checkpoint_or_another_file(tmp_path):
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(Killed):
+        gf.fit("linear", "normal", DATA, steps=STEPS, tol=0, checkpoint=path, checkpoint_every=1,
+               progress=kill_at(2))
+    before = path.read_bytes()
+    with pytest.raises(gf.GradfitError, match=r"holds an unfinished fit \(2,048 steps done\).*--resume"):
+        gf.fit("linear", "normal", DATA, steps=STEPS, tol=0, checkpoint=path)
+    assert path.read_bytes() == before  # the work it holds is still there
+    done = gf.fit("linear", "normal", DATA, steps=STEPS, tol=0, resume=path)
+    assert checkpoints.load(path).header["finished"]
+    again = gf.fit("linear", "normal", DATA, steps=STEPS, tol=0, checkpoint=path)  # a finished one may go
+    assert same(done, again)
+    data_file = tmp_path / "points.csv"
+    data_file.write_text("x,y\n1,2\n")
+    with pytest.raises(gf.GradfitError, match="is not a gradfit checkpoint"):
+        gf.fit("linear", "normal", DATA, steps=10, checkpoint=data_file)
+    assert data_file.read_text() == "x,y\n1,2\n"

@@ -107,3 +107,11 @@ def test_a_real_signal_from_outside(tmp_path, signum):
     part = gf.FitResult.from_json(out)
     assert part.status == "interrupted" and 0 < part.steps < 10**8
     assert checkpoints.load(path).steps_done == part.steps
+
+
+def test_a_signal_during_the_last_chunk_is_not_lost():
+    """The fit is complete, so its result is whole; the caller still learns of the Ctrl-C."""
+    with pytest.raises(gf.Interrupted) as info:
+        gf.fit("linear", "normal", (X, Y), gf.gd(0.01), steps=300, tol=0, progress=signal_at(1))
+    whole = info.value.result
+    assert whole.status == "max_steps" and whole.steps == 300

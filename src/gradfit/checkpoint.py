@@ -107,6 +107,24 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(header, leaves, history)
 
 
+def check_target(path: str | Path) -> None:
+    """Refuse to start a new fit over an unfinished checkpoint, or over a file that is not one."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise GradfitError(f"the checkpoint {path} is a folder; give a file name")
+    try:
+        found = load(path)
+    except GradfitError:
+        raise GradfitError(f"{path} exists and is not a gradfit checkpoint: give the checkpoint another name") from None
+    if not found.header.get("finished"):
+        raise GradfitError(
+            f"{path} holds an unfinished fit ({found.steps_done:,} steps done): continue it with resume= "
+            f"(--resume {path}), or give the new fit another checkpoint file, or delete this one"
+        )
+
+
 #: How each fingerprint entry is named in the message about a mismatch.
 _WHAT = {"data": "the data", "starts": "the starting points", "model": "the model", "loss": "the loss",
          "optimizer": "the optimiser", "dtype": "dtype", "steps": "the step cap", "epochs": "epochs",

@@ -120,6 +120,20 @@ def _at_least(low, **values):
             raise GradfitError(f"{flag} must be a whole number >= {low}, not {value}")
 
 
+#: A loss surface of 4,000 × 4,000 points is 128 MB of float64 and far finer than any screen.
+MAX_RESOLUTION = 4000
+
+
+def _at_most(high, **values):
+    """Raise for options above their largest sensible value (``--resolution 100000``)."""
+    from gradfit.errors import GradfitError
+
+    for name, value in values.items():
+        if value is not None and value > high:
+            flag = "--" + name.replace("_", "-")
+            raise GradfitError(f"{flag} must be at most {high:,}, not {value:,}")
+
+
 def _finite(**values):
     """Raise for real-valued options that are NaN or infinite (``--lr nan``)."""
     from gradfit.errors import GradfitError
@@ -601,8 +615,17 @@ def _describe_opt(spec: dict) -> str:
 # -- figures: the lecture, optimisers compared, a landscape --------------------------------------------
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops a command as Ctrl-C does: it says what it kept
+
+
 def _engine():
     """gradfit's library and its error type, imported when a command runs (JAX is slow to load)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminated)
     _enable_compilation_cache()
     import gradfit as gf
     from gradfit.errors import GradfitError
@@ -743,6 +766,7 @@ def compare(
         _at_least(0, seed=seed, steps=steps)
         _at_least(1, epochs=epochs, batch_size=batch_size, width=width)
         _at_least(2, resolution=resolution)
+        _at_most(MAX_RESOLUTION, resolution=resolution)
         _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, scale=scale)
         _out_folder(out_dir)
         model = _model_name(model, data, builtin, loss)
@@ -819,6 +843,7 @@ def landscape(
         _at_least(0, seed=seed, steps=steps)
         _at_least(1, batch_size=batch_size, width=width)
         _at_least(2, resolution=resolution)
+        _at_most(MAX_RESOLUTION, resolution=resolution)
         _finite(lr=lr, tol=tol, span=span, scale=scale)
         _out_folder(out_dir)
         model = _model_name(model, data, builtin, loss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ def linear_data(seed: int = 0, n: int = 20) -> Dataset:
 
 def gabor_data(seed: int = 0, n: int = 40, s: float = 8.0) -> Dataset:
     """A Gabor set: x uniform on [-15, 15], y = Gabor(x; φ = (0, 16.6), s) + N(0, 0.1²) noise."""
+    if not (isinstance(s, int | float) and math.isfinite(s) and s > 0):
+        raise GradfitError(f"the Gabor scale s must be a positive number, not {s}")
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(-15.0, 15.0, n))
     phi = {"phi0": 0.0, "phi1": 16.6}
@@ -263,6 +266,9 @@ def as_dataset(data: Any, x: Sequence[Any] | Any | None = None, y: Any | None = 
         raise GradfitError(
             "x and y name columns of a table (a pandas DataFrame, a dict of columns); for arrays pass data=(x, y)"
         )
+    if isinstance(data, np.ndarray):  # two rows would unpack as (x, y) and fit the wrong thing silently
+        raise GradfitError(f"data is one array of shape {data.shape}; pass the inputs and targets apart, "
+                           "data=(x, y), or a table with named columns")
     try:
         inputs, targets = data
     except (TypeError, ValueError):
@@ -696,6 +702,8 @@ def load(
     if not named:  # every column is needed: refuse a file too wide to read whole before building x
         _check_width(source, None)
     x = list(x) if x else [n for n in names if n != y]
+    if y in x:
+        raise GradfitError(f"column {y!r} is the target; it cannot be an input too: leave it out of x (--x)")
     known = set(names)
     for col in [*x, y]:
         if col not in known:
@@ -754,8 +762,11 @@ def _file_column(source: _Source, name: str, col, target: bool) -> np.ndarray:
         present = [v for v in items if v is not None]
         if not any(_is_number(v) for v in present):
             raise GradfitError(_text_message(column, where, present, target))
-        row = next(k for k, v in enumerate(items) if v is not None and not _is_number(v))
-        raise GradfitError(_not_a_number(column, where, items[row], _where(source, [row])))
+        row = next((k for k, v in enumerate(items) if v is not None and not _is_number(v)), None)
+        if row is not None:
+            raise GradfitError(_not_a_number(column, where, items[row], _where(source, [row])))
+        # numbers stored as text (a Parquet string column): read them as the numbers they are
+        return _file_column(source, name, pa.array([None if v is None else float(v) for v in items]), target)
     raise GradfitError(
         f"{column}{where} holds {kind} values, not numbers; convert them to numbers first"
         + (", e.g. hours since the first" if pa.types.is_temporal(kind) else "")

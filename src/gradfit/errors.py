@@ -19,7 +19,9 @@ class Interrupted(KeyboardInterrupt):
     """A fit stopped by SIGINT (Ctrl-C) or SIGTERM, after finishing its current compiled chunk.
 
     ``result`` is where the fit got to: a `FitResult` (or `MultiFit`) with status
-    ``interrupted``, its parameters and history up to the last finished step.
+    ``interrupted``, its parameters and history up to the last finished step (or, when
+    the signal came during the chunk that finished the fit, the whole result, with its
+    own status: the fit is done, but the caller still learns of the signal).
     ``checkpoint`` is the checkpoint written as it stopped, if the fit was asked to keep
     one (resume from it with ``resume=``). A subclass of KeyboardInterrupt, so code that
     does not catch it stops as it would on Ctrl-C.

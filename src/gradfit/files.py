@@ -16,6 +16,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     then renamed over ``path`` (an atomic step on POSIX and Windows), and the folder synced."""
     path = Path(path)
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise GradfitError(f"cannot write {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise GradfitError(f"cannot write {path}: the folder {folder} does not exist; create it first")
     if path.is_dir():

@@ -304,6 +304,14 @@ def _resolve(model, loss, data, optimizer, reduction):
         optimizer = make_optimizer(optimizer)
     if not isinstance(model, Model):
         raise GradfitError(f"model must be a gradfit Model or a model name, not {type(model).__name__}")
+    if not isinstance(loss, Loss):
+        raise GradfitError(f"loss must be a gradfit loss (gf.normal(), gf.poisson(), ...) or a loss name, "
+                           f"not {type(loss).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise GradfitError(
+            f"optimizer must be a gradfit optimiser (gf.adam(0.1), gf.gd(0.01), ...) or its name, not "
+            f"{type(optimizer).__name__}; gradfit's optimisers are optax transformations themselves, but "
+            "gf.fit needs its own, which also name their rule and record their rate")
     objective = Objective(model, loss, reduction)
     probe = data.x[: min(len(data), 2)]
     out = output_shape(model, probe.shape)
@@ -355,7 +363,7 @@ def _starts(model: Model, init, seed: int) -> tuple[np.ndarray, bool]:
             arr = np.asarray(init, dtype=float)
             batched = arr.ndim == 2
             arr = arr[None, :] if arr.ndim == 1 else arr
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise GradfitError(f"init must hold numbers (a dict name -> value, or values in parameter order "
                            f"{', '.join(model.flat_names[:8])}), not {_clip(init)}: {exc}") from None
     if arr.ndim != 2 or arr.shape[1] != model.size or arr.shape[0] < 1:
@@ -427,6 +435,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
                          leaves, recorder.state(), finished)
 
     if checkpoint is not None and resume is None:
+        checkpoints.check_target(checkpoint)  # never write over a fit that could still be resumed
         save(False)  # from the first moment on, a killed fit can be resumed
     last_saved_at, last_saved_step = time.monotonic(), done_steps
     with interrupts.deferred() as pending:
@@ -472,8 +481,8 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
                        interrupted, elapsed)
 
     result = MultiFit.lazy(len(starts), build, ends["theta"], ends["loss"]) if batched else build(0)
-    if interrupted:
-        raise Interrupted(result, checkpoint, interrupted, steps=run_to)
+    if pending:  # even when the last chunk finished the fit: the caller must still learn of the signal
+        raise Interrupted(result, checkpoint, pending.name, steps=run_to)
     return result
 
 

@@ -318,6 +318,19 @@ class GLM:
         With ``inference`` the result carries standard errors and the likelihood
         statistics (and profile intervals for the names in ``profile``).
         """
+        try:
+            return self._fit(optimizer, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, max_iter=max_iter,
+                             init=init, polish=polish, seed=seed, inference=inference, profile=profile, level=level,
+                             progress=progress, history_every=history_every, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume)
+        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError, OverflowError) as exc:
+            raise GradfitError(
+                f"the regression broke down numerically ({type(exc).__name__}: {exc}); a column or the target has "
+                "values of an extreme scale (near 1e±300?): rescale it, e.g. to units where it is near 1"
+            ) from None
+
+    def _fit(self, optimizer, *, steps, epochs, batch_size, tol, max_iter, init, polish, seed, inference, profile,
+             level, progress, history_every, checkpoint, checkpoint_every, resume) -> FitResult:
         t0 = time.perf_counter()
         given = {"history_every": history_every, "checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
                  "resume": resume}
@@ -691,6 +704,9 @@ def glm(
     side = {v for v in (offset, exposure) if isinstance(v, str)}
     if x is None:
         x = [c for c in columns if c != y_name and c not in categorical and c not in side]
+    used = [c for c in (*x, *categorical, *side) if isinstance(c, str)]
+    if isinstance(y, str) and y in used:
+        raise GradfitError(f"column {y!r} is the target; it cannot be an input, categorical or offset column too")
     built = design_mod.build(columns, list(x), list(categorical), intercept=intercept, offset=offset,
                              exposure=exposure, baselines=baselines)
     return GLM(built, np.asarray(y_values), family, link, sigma, y_name=y_name)

@@ -288,6 +288,10 @@ def _shallow_init(seed: int, model: Model) -> np.ndarray:
     return np.concatenate(parts)
 
 
+#: The most parameters a model may have: JAX indexes arrays with 32-bit integers.
+MAX_PARAMETERS = 2**31 - 1
+
+
 def shallow(width: int = 3, n_inputs: int = 1, n_outputs: int = 1) -> Model:
     """A shallow network with one hidden ReLU layer, f = β1 + Ω1 · relu(β0 + Ω0 x).
 
@@ -299,6 +303,10 @@ def shallow(width: int = 3, n_inputs: int = 1, n_outputs: int = 1) -> Model:
         if int(value) != value or value < 1:
             raise GradfitError(f"a shallow network needs a positive whole {label}, not {value}")
     width, n_inputs, n_outputs = int(width), int(n_inputs), int(n_outputs)  # 3.0 passes the check above
+    size = width * (n_inputs + n_outputs + 1) + n_outputs
+    if size > MAX_PARAMETERS:
+        raise GradfitError(f"a shallow network of width {width:,} has {size:,} parameters; gradfit fits at most "
+                           f"{MAX_PARAMETERS:,}: choose a smaller width")
     shapes = (
         ("beta0", (width,)),
         ("omega0", (width, n_inputs)),

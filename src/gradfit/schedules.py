@@ -59,6 +59,15 @@ class Schedule:
         return f"{self.kind}({', '.join(parts)})"
 
 
+#: Schedules count steps in 32-bit integers inside the compiled loop.
+MAX_STEPS = 2**31 - 1
+
+
+def _within_the_step_counter(what: str, value) -> None:
+    if value > MAX_STEPS:
+        raise GradfitError(f"{what} must be at most {MAX_STEPS:,} (the loop's step counter), not {value:,}")
+
+
 def constant(lr: float) -> Schedule:
     """α_t = α."""
     return Schedule("constant", float(lr))
@@ -70,6 +79,7 @@ def step_decay(lr: float, factor: float = 0.5, every: int = 100) -> Schedule:
         raise GradfitError(f"a step-decay factor must lie in (0, 1], not {factor}")
     if every < 1:
         raise GradfitError(f"a step decay needs every >= 1 step, not {every}")
+    _within_the_step_counter("a step decay's every", every)
     return Schedule("step", float(lr), (("factor", float(factor)), ("every", int(every))))
 
 
@@ -84,6 +94,7 @@ def cosine(lr: float, steps: int, floor: float = 0.0) -> Schedule:
     """α_t = α (floor + (1 - floor) · ½(1 + cos(π min(t, T) / T))), T = ``steps``."""
     if steps < 1:
         raise GradfitError(f"a cosine schedule needs steps >= 1, not {steps}")
+    _within_the_step_counter("a cosine schedule's steps", steps)
     if not 0 <= floor <= 1:  # below 0 the rate would end negative and climb the loss
         raise GradfitError(f"a cosine schedule's floor is a fraction of lr in [0, 1], not {floor}")
     return Schedule("cosine", float(lr), (("steps", int(steps)), ("floor", float(floor))))
@@ -93,6 +104,7 @@ def warmup(schedule: Schedule | float, steps: int) -> Schedule:
     """Linear warm-up: α_t = α_0 (t + 1)/(W + 1) for t < W, then the schedule from its start."""
     if steps < 0:
         raise GradfitError(f"warm-up steps must be >= 0, not {steps}")
+    _within_the_step_counter("warm-up steps", steps)
     schedule = as_schedule(schedule)
     return Schedule(schedule.kind, schedule.lr, schedule.settings, int(steps))
 
