@@ -83,3 +83,19 @@ def test_regressions_at_extreme_scales_ask_for_rescaling(columns, family):
 def test_json_into_a_file_named_as_a_folder(tmp_path):
     (tmp_path / "a.csv").write_text("x\n")
     one_line_error(["fit", "--steps", "3", "--json", str(tmp_path / "a.csv" / "r.json")], "is a file, not a folder")
+
+
+def test_an_empty_init_value_is_not_skipped():
+    one_line_error(["fit", "--init", "1,,2"], "--init has an empty value")
+    one_line_error(["fit", "--init", ",1,2"], "--init has an empty value")
+
+
+def test_result_json_with_a_bom_reads_and_negative_steps_do_not(tmp_path):
+    result = gf.fit("linear", "normal", gf.linear_data(0), gf.gd(0.01), steps=5)
+    path = tmp_path / "r.json"
+    path.write_bytes(b"\xef\xbb\xbf" + result.to_json().encode())
+    assert gf.FitResult.from_json(path) == result
+    d = result.to_dict()
+    for steps in (-5, 1.5, True):
+        with pytest.raises(gf.GradfitError, match="steps must be a whole number"):
+            gf.FitResult.from_dict({**d, "steps": steps})

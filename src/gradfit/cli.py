@@ -398,8 +398,14 @@ def _parse_init(text, model):
 
     if text is None:
         return None
+    parts = text.replace(" ", "").split(",")
+    if parts and parts[-1] == "":  # one trailing comma is harmless
+        parts = parts[:-1]
+    if "" in parts:
+        raise GradfitError(f"--init has an empty value in {text!r}: give one number per parameter, "
+                           "separated by commas")
     try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+        values = [float(v) for v in parts]
     except ValueError:
         raise GradfitError(f"--init needs numbers separated by commas, not {text!r}") from None
     bad = [v for v in values if not math.isfinite(v)]

@@ -295,7 +295,7 @@ class FitResult:
             params={n: np.asarray(_floats(d["params"][n])) for n, _ in shapes},
             loss=_floats(d["loss"]),
             grad_norm=_floats(d["grad_norm"]),
-            steps=int(d["steps"]),
+            steps=_count(d["steps"]),
             status=_status(d["status"]),
             point=d.get("point"),
             stopped=d["stopped"],
@@ -415,6 +415,12 @@ class MultiFit:
                 f"median {mid:.6g}, worst {hi:.6g}, {int((~finite).sum())} non-finite)")
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"steps must be a whole number >= 0, not {value!r}")
+    return value
+
+
 def _status(value: Any) -> str:
     if value not in STATUSES:
         raise ValueError(f"unknown status {value!r}")
@@ -426,7 +432,7 @@ def _read_json(text_or_path: str | Path) -> Any:
     text = str(text_or_path)
     if not text.lstrip().startswith(("{", "[")):
         try:
-            text = Path(text_or_path).read_text()
+            text = Path(text_or_path).read_text(encoding="utf-8-sig")  # a BOM from an editor is no error
         except OSError as exc:
             raise GradfitError(f"cannot read {text_or_path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
