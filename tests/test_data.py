@@ -226,6 +226,10 @@ def test_load_errors_on_a_text_column(tmp_path, suffix):
         ("x,y\n", "has no rows"),
         ("y\n1\n2\n", "only the target column 'y'"),
         ("x,y\n1,2\n3\n", "cannot read .*line 3 has 1 field\\(s\\) where the header has 2"),
+        # the first value that is not a number, named by its line
+        ("x,y\n1,2\n3,abc\n4,5\n", "column 'y' of bad.csv is not numeric: line 3 holds 'abc', which is not a number"),
+        ("x;y\n1,5;2\n2,5;3\n", "column 'x' of bad.csv is not numeric: its values \\(1,5, 2,5\\) have decimal commas"),
+        ("x,y\n1,2\n\n2,3\n3,4x\n", "line 5 holds '4x'"),
     ],
 )
 def test_load_errors_on_bad_contents(tmp_path, text, message):
@@ -274,21 +278,6 @@ def test_load_names_the_row_index_of_a_bad_parquet_cell(tmp_path):
     path = tmp_path / "gap.parquet"
     pq.write_table(pa.table({"x": [1.0, 2.0, 3.0], "y": pa.array([1.0, None, 3.0])}), path)
     with pytest.raises(GradfitError, match="column 'y' of gap.parquet has empty cells, NaN or inf at row index 1;"):
-        gf.load(path)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("x,y\n1,2\n3,abc\n4,5\n", "column 'y' of bad.csv is not numeric: line 3 holds 'abc', which is not a number"),
-        ("x;y\n1,5;2\n2,5;3\n", "column 'x' of bad.csv is not numeric: its values \\(1,5, 2,5\\) have decimal commas"),
-        ("x,y\n1,2\n\n2,3\n3,4x\n", "line 5 holds '4x'"),
-    ],
-)
-def test_load_names_the_first_value_that_is_not_a_number(tmp_path, text, message):
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(GradfitError, match=message):
         gf.load(path)
 
 

@@ -26,6 +26,7 @@ and then polishes with Newton (``polish=False`` keeps where the optimiser got to
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import warnings
@@ -164,6 +165,23 @@ def _outputs(eta, offset, log_exposure, softplus_exposure, classes):
 # -- the model ----------------------------------------------------------------------------------
 
 
+def _breakdown_is_a_scale_problem(method):
+    """Linear algebra that breaks down (a singular matrix, a division by zero) on a design of
+    sane columns means values of an extreme scale: say so, and the fix, in one line."""
+
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError, OverflowError) as exc:
+            raise GradfitError(
+                f"the regression broke down numerically ({type(exc).__name__}: {exc}); a column or the target has "
+                "values of an extreme scale (near 1e±300?): rescale it, e.g. to units where it is near 1"
+            ) from None
+
+    return wrapped
+
+
 @dataclass(frozen=True, eq=False)
 class GLM:
     """A regression model: a `Design`, targets y, a family and a link.
@@ -283,6 +301,7 @@ class GLM:
 
     # fitting ------------------------------------------------------------------------------
 
+    @_breakdown_is_a_scale_problem
     def fit(
         self,
         optimizer: Any = None,
@@ -318,19 +337,6 @@ class GLM:
         With ``inference`` the result carries standard errors and the likelihood
         statistics (and profile intervals for the names in ``profile``).
         """
-        try:
-            return self._fit(optimizer, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, max_iter=max_iter,
-                             init=init, polish=polish, seed=seed, inference=inference, profile=profile, level=level,
-                             progress=progress, history_every=history_every, checkpoint=checkpoint,
-                             checkpoint_every=checkpoint_every, resume=resume)
-        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError, OverflowError) as exc:
-            raise GradfitError(
-                f"the regression broke down numerically ({type(exc).__name__}: {exc}); a column or the target has "
-                "values of an extreme scale (near 1e±300?): rescale it, e.g. to units where it is near 1"
-            ) from None
-
-    def _fit(self, optimizer, *, steps, epochs, batch_size, tol, max_iter, init, polish, seed, inference, profile,
-             level, progress, history_every, checkpoint, checkpoint_every, resume) -> FitResult:
         t0 = time.perf_counter()
         given = {"history_every": history_every, "checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
                  "resume": resume}
