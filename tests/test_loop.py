@@ -272,9 +272,9 @@ def test_polish_reaches_the_least_squares_optimum_of_a_curve_fit():
     sse = lambda phi: float(np.sum((gabor(data.x, *phi) - data.y) ** 2))  # noqa: E731
     assert result.loss <= sse(reference) * (1 + 1e-14)
     assert result.grad_norm < 1e-8
-    assert result.status == "converged" and "Newton" in result.stopped
+    assert result.status == "converged" and "then Levenberg-Marquardt" in result.stopped
     assert not np.allclose(rough.x, reference, rtol=1e-6)  # Adam alone had not got there
-    # the Newton iterates continue the history: steps, losses going down, the last entry is the result
+    # the polish's iterates continue the history: steps, losses going down, the last entry is the result
     assert result.history.step[:101].tolist() == list(range(101))
     assert result.steps == result.history.step[-1] > 100
     assert np.all(np.diff(result.history.loss[100:]) <= 1e-12)

@@ -17,10 +17,12 @@ from .errors import GradfitError
 
 @dataclass(frozen=True)
 class Dataset:
-    """I examples: inputs x, shape (I,) or (I, D), and targets y, shape (I,).
+    """I examples: inputs x, shape (I,) or (I, D), and targets y, shape (I,), and optional weights.
 
     Checked on construction: numbers (not text), non-empty, matching lengths, finite.
     Bad rows are named by their row index, counted from 0 as numpy counts them.
+    ``weights`` (shape (I,), finite and > 0) multiply each example's loss,
+    L = Σ_i w_i ℓ_i; a fit with ``sigma=`` sets w_i = 1/σ_i².
     """
 
     x: np.ndarray
@@ -29,6 +31,7 @@ class Dataset:
     y_name: str = "y"
     name: str = "data"
     notes: dict = field(default_factory=dict, compare=False)
+    weights: np.ndarray | None = None
 
     def __post_init__(self):
         x = _float_array("x", self.x, target=False)
@@ -61,6 +64,8 @@ class Dataset:
                 )
         x.setflags(write=False)
         y.setflags(write=False)
+        if self.weights is not None:
+            object.__setattr__(self, "weights", _weights(self.weights, len(y)))
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "x_names", x_names)
@@ -71,6 +76,23 @@ class Dataset:
     @property
     def n_inputs(self) -> int:
         return 1 if self.x.ndim == 1 else self.x.shape[1]
+
+
+def _weights(values, n: int) -> np.ndarray:
+    """Per-example weights checked: numbers, one per example, finite and positive."""
+    try:
+        w = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise GradfitError("weights must be numbers, one per example") from None
+    if w.ndim != 1 or len(w) != n:
+        raise GradfitError(f"weights have shape {w.shape}; the data have {n} examples, so give {n} weights")
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        rows = np.nonzero(bad)[0]
+        where = _listed("row index", "row indices", rows)
+        raise GradfitError(f"weights must be finite and > 0; {w[rows[0]]} at {where}")
+    w.setflags(write=False)
+    return w
 
 
 # -- gradfit's own data sets ------------------------------------------------------
@@ -657,6 +679,11 @@ def _where(source: _Source, rows: Sequence[int]) -> str:
     return _listed("row index", "row indices", rows)
 
 
+def column_names(path: str | Path, delimiter: str | None = None) -> tuple[str, ...]:
+    """The column names of a CSV (its header) or Parquet file (its schema), without reading the data."""
+    return tuple(_open(path, delimiter).names)
+
+
 def read_table(
     path: str | Path, delimiter: str | None = None, columns: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -683,13 +710,15 @@ def read_table(
 
 def load(
     path: str | Path, x: Sequence[str] | str | None = None, y: str | None = None, *, delimiter: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> Dataset:
     """A data set from a CSV or Parquet file: the ``x`` columns as inputs, ``y`` as target.
 
     Without ``y`` the last column is the target; without ``x``, all other columns. A
     CSV's delimiter (comma, semicolon, tab or bar) is detected from its first lines
     unless ``delimiter`` names it. Only the named columns are read. Bad cells are named
-    by their line in the file, counted from 1 with the header as line 1.
+    by their line in the file, counted from 1 with the header as line 1. ``exclude``
+    names columns that are not inputs by default (standard deviations, weights).
     """
     source = _open(path, delimiter)
     names = list(source.names)
@@ -701,7 +730,7 @@ def load(
     named = bool(x)
     if not named:  # every column is needed: refuse a file too wide to read whole before building x
         _check_width(source, None)
-    x = list(x) if x else [n for n in names if n != y]
+    x = list(x) if x else [n for n in names if n != y and n not in exclude]
     if y in x:
         raise GradfitError(f"column {y!r} is the target; it cannot be an input too: leave it out of x (--x)")
     known = set(names)

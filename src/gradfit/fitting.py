@@ -24,16 +24,18 @@ import jax
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import interrupts, loop, newton, points
+from . import interrupts, loop, newton, parameters, points
+from . import polish as polish_mod
 from .batches import BatchSource
 from .data import Dataset, as_dataset
 from .errors import GradfitError, Interrupted
 from .history import Recorder, default_max_rows
 from .loop import CONVERGED, DIV_GRAD, DIV_LOSS, DIV_PARAMS, RUNNING, default_dtype
 from .losses import Loss, make_loss
-from .models import Model, linear, make_model, output_shape
+from .models import Model, linear_for, make_model, output_shape
 from .objective import Objective
 from .optimizers import Optimizer, make_optimizer
+from .polish import SecondOrder
 from .result import FitResult, History, MultiFit
 
 __all__ = ["fit", "default_dtype"]
@@ -64,10 +66,15 @@ def fit(
     history_every: int | None = None,
     max_history: int | None = None,
     progress: Progress | None = None,
-    polish: bool = False,
+    polish: bool | SecondOrder = False,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: str | Path | None = None,
+    bounds: Mapping[str, Any] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    sigma: Any = None,
+    absolute_sigma: bool = False,
+    weights: Any = None,
 ) -> FitResult | MultiFit:
     """Minimise L[φ] = Σ_i ℓ(f[x_i, φ], y_i) by the optimiser's rule.
 
@@ -103,11 +110,29 @@ def fit(
         of about half a million numbers per start (`gradfit.history`), so a run of 10⁷
         steps keeps a bounded history.
     polish
-        Finish with damped Newton steps (`gradfit.newton`, the autodiff Hessian) from
-        where the optimiser stopped, until the Newton decrement √(gᵀH⁻¹g) is at most
-        1e-8: a first-order run to the right valley, then quadratic convergence to
-        the optimum, as a curve fitter would. The Newton iterates join the history.
-        One start only.
+        Finish from where the optimiser stopped with a second-order method
+        (`gradfit.polish`): Levenberg–Marquardt for least squares (the normal loss),
+        trust-region Newton for any other likelihood, each to its relative stopping
+        rules: a first-order run to the right valley, then fast convergence to the
+        optimum, as a curve fitter would. Their iterates join the history. Give a
+        `gradfit.polish.SecondOrder` (``gf.lm(max_iter=...)``) to set its rules.
+    optimizer "lm", "newton"
+        Second-order methods run on their own (`gradfit.polish`): ``steps`` caps
+        their iterations, and they stop on their relative tests (ftol, xtol, gtol),
+        not on ``tol``. A linear model with the normal loss is solved exactly (by the
+        SVD of its column-scaled design) rather than iterated.
+    bounds, fixed
+        ``bounds={"k": (0, None)}`` keeps k >= 0; ``fixed={"a": 1.0}`` holds a at 1 and
+        does not fit it. Every optimiser runs on unbounded internal variables
+        (`gradfit.parameters`); the result is in the model's own parameters, and
+        ``settings["at_bound"]`` names those that ended on a bound.
+    sigma, absolute_sigma
+        Standard deviations of the targets, one per example (or one for all), for
+        least squares: each squared residual is weighted by 1/σ_i², as scipy's
+        ``curve_fit``. ``absolute_sigma=True`` says the σ_i are absolute, so standard
+        errors are not rescaled by the residuals' spread (`gradfit.inference`).
+    weights
+        Per-example weights w_i > 0 for any likelihood: L = Σ_i w_i ℓ_i.
     dtype
         ``"float64"`` (default on CPU) or ``"float32"``. The fit runs under JAX's x64
         setting for its own duration only; the caller's setting is left as it was.
@@ -131,7 +156,14 @@ def fit(
         ``exc.checkpoint`` the checkpoint it wrote, if asked for one.
     """
     objective, optimizer, data = _resolve(model, loss, data, optimizer, reduction)
+    data = _weighted(data, objective.loss, sigma, absolute_sigma, weights)
+    objective = dataclasses.replace(objective, weighted=data.weights is not None)
     model = objective.model
+    given = parameters.constraints(model, bounds, fixed)
+    second = isinstance(optimizer, SecondOrder)
+    if second:
+        optimizer = _second_order_settings(optimizer, objective, steps, epochs, batch_size, checkpoint, resume)
+        steps = optimizer.max_iter
     dtype = dtype or default_dtype()
     if dtype not in ("float64", "float32"):
         raise GradfitError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
@@ -148,7 +180,7 @@ def fit(
                 f"use at most {n}, or leave it out for full-batch descent"
             )
         batch_size = int(batch_size)
-    if optimizer.line_search and minibatch:
+    if not second and optimizer.line_search and minibatch:
         raise GradfitError("the line search is for full-batch gradient descent; leave out the batch size")
     per_epoch = -(-n // batch_size) if minibatch else 1
     total = _step_cap(steps, epochs, per_epoch)
@@ -167,18 +199,126 @@ def fit(
     if np.any(np.abs(starts) > limit):
         raise GradfitError(f"init holds {float(np.max(np.abs(starts))):g}, beyond the largest {dtype} ({limit:.3g}); "
                            "start from smaller values, or fit in float64")
-    if polish and batched:
-        raise GradfitError("polish finishes one start with Newton's method; fit the starts, then polish the best")
+    finish = _polish_settings(polish, objective, batched)
+    if given is not None:
+        starts = given.internal(starts)
+        objective = dataclasses.replace(objective, model=parameters.internal_model(model, given))
 
-    size = model.size
+    size = objective.model.size
     rows = int(max_history) if max_history is not None else default_max_rows(size, len(starts))
     run = _Run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size, every, float(tol),
                int(seed), dtype, epochs, rows)
-    with jax.enable_x64(dtype == "float64"):
-        result = _run(run, progress, checkpoint if checkpoint is not None else resume, checkpoint_every, resume)
-        if polish and result.status not in ("diverged",):
-            result = _polish(result, run)
-    return result
+    source = (model, objective.loss, data)
+    try:
+        with jax.enable_x64(dtype == "float64"):
+            if second:
+                result = _second_order(run, optimizer)
+            else:
+                result = _run(run, progress, checkpoint if checkpoint is not None else resume, checkpoint_every,
+                              resume)
+            if finish is not None and result.status not in ("diverged",):
+                result = _polish(result, run, finish)
+    except Interrupted as exc:
+        exc.result = _in_model_terms(exc.result, given, source, absolute_sigma)
+        raise
+    return _in_model_terms(result, given, source, absolute_sigma)
+
+
+def _weighted(data: Dataset, loss: Loss, sigma, absolute_sigma, weights) -> Dataset:
+    """The data with per-example weights from ``sigma`` (1/σ²) or ``weights``, checked."""
+    if not isinstance(absolute_sigma, bool | np.bool_):
+        raise GradfitError(f"absolute_sigma must be True or False, not {absolute_sigma!r}")
+    if sigma is None and weights is None:
+        if absolute_sigma:
+            raise GradfitError("absolute_sigma=True says how to read sigma: give sigma too")
+        return data
+    if sigma is not None and weights is not None:
+        raise GradfitError("give sigma (standard deviations, for least squares) or weights, not both")
+    if data.weights is not None:
+        raise GradfitError("the data carry weights already; leave out sigma and weights, or pass unweighted data")
+    if sigma is not None:
+        if loss.name != "normal":
+            raise GradfitError(f"sigma gives the normal loss's standard deviations; the {loss.name} loss takes "
+                               "weights= (w_i multiplies each example's loss) instead")
+        try:
+            values = np.asarray(sigma, dtype=float)
+        except (TypeError, ValueError):
+            raise GradfitError("sigma must be numbers: one standard deviation per example, or one for all") from None
+        values = np.broadcast_to(values, (len(data),)) if values.ndim == 0 else values
+        if values.ndim != 1 or len(values) != len(data):
+            raise GradfitError(f"sigma has shape {values.shape}; the data have {len(data)} examples: give one "
+                               "standard deviation per example, or one for all")
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            i = int(np.nonzero(bad)[0][0])
+            raise GradfitError(f"sigma must be finite and > 0; it is {values[i]} at row index {i}")
+        with np.errstate(over="ignore"):
+            w = 1.0 / (values * values)
+        if not np.all(np.isfinite(w)):
+            raise GradfitError("sigma holds values so small that 1/σ² overflows: rescale the targets")
+        return dataclasses.replace(data, weights=w)
+    if absolute_sigma:
+        raise GradfitError("absolute_sigma=True reads sigma as absolute standard deviations: give sigma, not weights")
+    return dataclasses.replace(data, weights=weights)
+
+
+def _second_order_settings(settings, objective, steps, epochs, batch_size, checkpoint, resume):
+    """A second-order method's settings for this fit, or a clear error for what it does not take."""
+    if settings.method == "lm" and not polish_mod.least_squares(objective):
+        raise GradfitError(polish_mod.lm_refusal(objective.loss.name))
+    if batch_size is not None or epochs is not None:
+        raise GradfitError(f"{settings.method} uses all the data at every iteration: leave out the batch size "
+                           "and epochs (steps caps its iterations)")
+    if checkpoint is not None or resume is not None:
+        raise GradfitError(f"{settings.method} runs in one compiled call of a few iterations: it keeps no "
+                           "checkpoint; leave out checkpoint and resume")
+    if steps is not None:
+        if not _whole(steps) or steps < 1:
+            raise GradfitError(f"steps (the cap on {settings.method}'s iterations) must be a whole number >= 1, "
+                               f"not {steps!r}")
+        settings = dataclasses.replace(settings, max_iter=int(steps))
+    return settings
+
+
+def _polish_settings(polish, objective, batched) -> SecondOrder | None:
+    if polish is False or polish is None:
+        return None
+    if isinstance(polish, SecondOrder):
+        if polish.method == "lm" and not polish_mod.least_squares(objective):
+            raise GradfitError(polish_mod.lm_refusal(objective.loss.name))
+        finish = polish
+    elif polish is True:
+        finish = polish_mod.lm() if polish_mod.least_squares(objective) else polish_mod.newton()
+    else:
+        raise GradfitError(f"polish must be True, False or a second-order method (gf.lm(), gf.newton()), "
+                           f"not {polish!r}")
+    if batched:
+        raise GradfitError("polish finishes one start; fit the starts, then polish the best "
+                           "(or fit them all with optimizer 'lm')")
+    return finish
+
+
+def _in_model_terms(result, given, source, absolute_sigma):
+    """A result in the model's own parameters (from a bounded fit's internal variables), with its source."""
+    model, loss, data = source
+
+    def convert(one: FitResult) -> FitResult:
+        extra = {"absolute_sigma": bool(absolute_sigma)} if data.weights is not None else {}
+        if given is None:
+            return dataclasses.replace(one, source=source, settings={**one.settings, **extra})
+        h = one.history
+        theta = given.external(one.x, np)
+        history = History(step=h.step, params=given.external(h.params, np), loss=h.loss, grad_norm=h.grad_norm,
+                          lr=h.lr)
+        settings = {**one.settings, **given.settings(), "at_bound": given.at_bound(one.x), **extra}
+        return dataclasses.replace(one, params=model.named(theta), history=history, shapes=model.shapes,
+                                   model=model.describe(), settings=settings, source=source)
+
+    if isinstance(result, MultiFit):
+        fits = result
+        params = given.external(fits.params, np) if given is not None else fits.params
+        return MultiFit.lazy(len(fits), lambda s: convert(fits[s]), params, fits.losses)
+    return convert(result)
 
 
 def _whole(value) -> bool:
@@ -234,52 +374,104 @@ class _Run:
         }
 
 
-#: Newton's polish stops once the Newton decrement √(gᵀH⁻¹g) is at most this.
-POLISH_TOL = 1e-8
-
-
-def _polish(result: FitResult, run: _Run) -> FitResult:
-    """The result finished by Newton's method, its iterates appended to the history."""
-    objective = run.objective
-    x, y = loop.on_device(run.data, run.float_t)
+def _second_order(run: _Run, settings: SecondOrder) -> FitResult | MultiFit:
+    """A fit by Levenberg–Marquardt or trust-region Newton from every start (`gradfit.polish`)."""
     t0 = time.perf_counter()
-    out = newton.minimize(objective, result.x.astype(run.float_t), (x, y), tol=POLISH_TOL)
-    if out.status == newton.NOT_FINITE:
+    x, y = loop.on_device(run.data, run.float_t)
+    with interrupts.deferred() as pending:
+        out = _second_order_outcome(run, settings, run.starts.astype(run.float_t), x, y)
+    elapsed = time.perf_counter() - t0
+
+    def build(s: int) -> FitResult:
+        history, code, steps = _second_order_history(run, out, s)
+        status, point, why = _second_order_status(run, settings, out, s, code)
+        return FitResult(
+            params=run.objective.model.named(out.theta[s]), loss=float(history.loss[-1]),
+            grad_norm=float(history.grad_norm[-1]), steps=steps, status=status, stopped=why, history=history,
+            shapes=run.objective.model.shapes, model=run.objective.model.describe(),
+            objective=f"{run.objective.loss.describe()}, {run.objective.reduction}", optimizer=settings.to_dict(),
+            settings={**_settings(run), "iterations": int(out.iterations[s])}, elapsed=elapsed, point=point)
+
+    result = MultiFit.lazy(len(run.starts), build, out.theta, out.rows[np.arange(len(out.theta)), np.minimum(
+        out.taken, out.rows.shape[1] - 1), -1]) if run.batched else build(0)
+    if pending:
+        raise Interrupted(result, None, pending.name, steps=int(np.max(out.taken)))
+    return result
+
+
+def _second_order_outcome(run: _Run, settings: SecondOrder, starts, x, y) -> polish_mod.Outcome:
+    """polish.minimize, or the exact solution of a linear least-squares problem."""
+    if settings.method == "lm" and polish_mod.linear_model(run.objective):
+        return polish_mod.linear_least_squares(run.objective, starts, x, y)
+    return polish_mod.minimize(run.objective, starts, x, y, settings)
+
+
+def _second_order_history(run: _Run, out: polish_mod.Outcome, s: int) -> tuple[History, int, int]:
+    """Start s's rows (one per step taken; the last ones thinned past `polish.MAX_ROWS`)."""
+    size, taken = run.objective.model.size, int(out.taken[s])
+    kept = min(taken + 1, out.rows.shape[1])
+    rows = out.rows[s, :kept]
+    step = np.arange(kept)
+    step[-1] = taken
+    lr = rows[:, size + 1].copy()
+    lr[-1] = np.nan
+    history = History(step=step, params=rows[:, :size], loss=rows[:, size + 2], grad_norm=np.sqrt(rows[:, size]),
+                      lr=lr)
+    return history, int(out.code[s]), taken
+
+
+def _second_order_status(run, settings, out, s, code):
+    """(status, point, stopped text) of start s of a second-order fit."""
+    iterations, taken = int(out.iterations[s]), int(out.taken[s])
+    label = settings.label if code != polish_mod.SOLVED else "linear least squares"
+    reason = polish_mod.REASONS[code].format(max_iter=settings.max_iter)
+    done = f"{label}: {reason}" + ("" if code == polish_mod.SOLVED else
+                                   f" after {iterations} iteration(s), {taken} step(s) taken")
+    if code == polish_mod.NOT_FINITE:
+        return "diverged", None, f"diverged: {reason}; choose another start"
+    if code == polish_mod.MAX_ITER:
+        return "max_steps", None, done
+    loss = float(out.rows[s, min(taken, out.rows.shape[1] - 1), -1])
+    if out.hessian is not None:
+        point = points.kind(np.asarray(out.hessian[s], float), out.theta[s], loss, run.dtype)
+    else:
+        point = _point_at(run, out.theta[s], loss)
+    if point in (None, "minimum"):
+        return "converged", point, f"converged: {done}"
+    return "stalled", point, f"stalled at {points.DESCRIPTION[point]}: {done}; try another start"
+
+
+def _polish(result: FitResult, run: _Run, settings: SecondOrder) -> FitResult:
+    """The result finished by a second-order method, its steps appended to the history."""
+    t0 = time.perf_counter()
+    x, y = loop.on_device(run.data, run.float_t)
+    out = _second_order_outcome(run, settings, result.x[None, :].astype(run.float_t), x, y)
+    history, code, taken = _second_order_history(run, out, 0)
+    if code == polish_mod.NOT_FINITE:
         return result
-    size, h = objective.model.size, out.history
-    thetas, losses, gnorms, steps_taken = h[:, :size], h[:, 2 * size], h[:, 2 * size + 1], h[:, 2 * size + 3]
+    status, point, why = _second_order_status(run, settings, out, 0, code)
     old = result.history
     lr = old.lr.copy()
-    lr[-1] = steps_taken[0]  # the first Newton step leaves the optimiser's last point
-    history = History(
-        step=np.concatenate([old.step, result.steps + np.arange(1, len(thetas))]),
-        params=np.vstack([old.params, thetas[1:]]),
-        loss=np.concatenate([old.loss, losses[1:]]),
-        grad_norm=np.concatenate([old.grad_norm, gnorms[1:]]),
-        lr=np.concatenate([lr, steps_taken[1:]]),
+    lr[-1] = history.lr[0]  # the damping the first second-order step left the optimiser's last point with
+    joined = History(
+        step=np.concatenate([old.step, result.steps + history.step[1:]]),
+        params=np.vstack([old.params, history.params[1:]]),
+        loss=np.concatenate([old.loss, history.loss[1:]]),
+        grad_norm=np.concatenate([old.grad_norm, history.grad_norm[1:]]),
+        lr=np.concatenate([lr, history.lr[1:]]),
     )
-    k = out.iterations
-    point = None
-    if out.status in (newton.CONVERGED, newton.STALLED):
-        how = (f"Newton decrement {out.decrement:.2g} <= {POLISH_TOL:g}" if out.status == newton.CONVERGED
-               else "no further decrease at machine precision")
-        point = _point_at(run, out.theta, float(out.value))
-        status = "converged" if point in (None, "minimum") else "stalled"
-        at = "" if status == "converged" else f", at {points.DESCRIPTION[point]}"
-        why = f"{result.stopped}; then Newton's method: {how} after {k} more step(s){at}"
-    else:
-        status, why = "max_steps", f"{result.stopped}; then Newton's method stopped at its cap of {k} steps"
+    why = why.split(": ", 1)[1] if status == "converged" else why
     return dataclasses.replace(
         result,
-        params=objective.model.named(out.theta),
-        loss=float(out.value),
-        grad_norm=float(np.sqrt(out.grad @ out.grad)),
-        steps=result.steps + k,
+        params=run.objective.model.named(out.theta[0]),
+        loss=float(history.loss[-1]),
+        grad_norm=float(history.grad_norm[-1]),
+        steps=result.steps + taken,
         status=status,
         point=point,
-        stopped=why,
-        history=history,
-        settings={**result.settings, "polish": "newton"},
+        stopped=f"{result.stopped}; then {why}",
+        history=joined,
+        settings={**result.settings, "polish": settings.to_dict()},
         elapsed=result.elapsed + time.perf_counter() - t0,
     )
 
@@ -297,7 +489,7 @@ def _point_at(run: _Run, theta: np.ndarray, loss: float) -> str | None:
 def _resolve(model, loss, data, optimizer, reduction):
     data = as_dataset(data)
     if isinstance(model, str):
-        model = linear(data.n_inputs) if model == "linear" else make_model(model)
+        model = linear_for(data) if model == "linear" else make_model(model)
     if isinstance(loss, str):
         loss = make_loss(loss)
     if isinstance(optimizer, str):
@@ -307,7 +499,7 @@ def _resolve(model, loss, data, optimizer, reduction):
     if not isinstance(loss, Loss):
         raise GradfitError(f"loss must be a gradfit loss (gf.normal(), gf.poisson(), ...) or a loss name, "
                            f"not {type(loss).__name__}")
-    if not isinstance(optimizer, Optimizer):
+    if not isinstance(optimizer, Optimizer | SecondOrder):
         raise GradfitError(
             f"optimizer must be a gradfit optimiser (gf.adam(0.1), gf.gd(0.01), ...) or its name, not "
             f"{type(optimizer).__name__}; gradfit's optimisers are optax transformations themselves, but "
@@ -486,6 +678,15 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     return result
 
 
+def _settings(run: _Run) -> dict[str, Any]:
+    """The settings a result records."""
+    return {
+        "seed": run.seed, "batch_size": run.batch_size, "epochs": run.epochs, "steps": run.total,
+        "tol": run.tol, "dtype": run.dtype, "reduction": run.objective.reduction, "history_every": run.every,
+        "max_history": run.max_rows, "n_examples": len(run.data), "data": run.data.name,
+    }
+
+
 def _restore(carry, leaves: list[np.ndarray], path) -> Any:
     """The loop state with a checkpoint's leaves, checked leaf by leaf against this fit's own."""
     mine, tree = jax.tree_util.tree_flatten(carry)
@@ -584,12 +785,7 @@ def _result(run: _Run, s: int, index, rows, row_losses, recorder: Recorder, end,
         model=model.describe(),
         objective=f"{objective.loss.describe()}, {objective.reduction}",
         optimizer=run.optimizer.to_dict(),
-        settings={
-            "seed": run.seed, "batch_size": run.batch_size, "epochs": run.epochs, "steps": run.total,
-            "tol": run.tol, "dtype": run.dtype, "reduction": objective.reduction, "history_every": every,
-            "max_history": run.max_rows, "history_thinned_to_every": every * recorder.stride,
-            "n_examples": len(run.data), "data": run.data.name,
-        },
+        settings={**_settings(run), "history_thinned_to_every": every * recorder.stride},
         elapsed=elapsed,
         point=point,
     )

@@ -268,7 +268,8 @@ def on_device(data: Dataset, float_t) -> tuple[Any, Any]:
     (immutable) data set, so repeated fits of it, and every chunk of one fit, reuse
     one copy.
     """
-    x, y = data.x.astype(float_t, copy=False), data.y.astype(float_t, copy=False)
+    x = data.x.astype(float_t, copy=False)
+    y = Objective.targets(data.y.astype(float_t, copy=False), data.weights)
     if x.size + y.size <= 1 << 16:
         return x, y
     cache = data.__dict__.setdefault("_device_copies", {})

@@ -127,7 +127,8 @@ class Model:
         return np.zeros(self.size)
 
     def describe(self) -> str:
-        settings = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None)
+        # a linear model's coefficient names are its parameters' names already
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings if v is not None and k != "names")
         return f"{self.name}({settings})" if settings else self.name
 
 
@@ -219,23 +220,42 @@ def _user_line(err: Exception) -> str:
 # -- linear regression ------------------------------------------------------------
 
 
-def _linear_fn(x: jax.Array, params: Mapping[str, jax.Array], n_inputs: int) -> jax.Array:
+def _linear_fn(x: jax.Array, params: Mapping[str, jax.Array], n_inputs: int, names: tuple[str, ...] = ()) -> jax.Array:
     x = jnp.reshape(x, (x.shape[0], n_inputs))
-    coef = jnp.stack([params[f"phi{i}"] for i in range(1, n_inputs + 1)])
-    return params["phi0"] + x @ coef
+    keys = names or tuple(f"phi{i}" for i in range(n_inputs + 1))
+    coef = jnp.stack([params[k] for k in keys[1:]])
+    return params[keys[0]] + x @ coef
 
 
-def linear(n_inputs: int = 1) -> Model:
+def linear(n_inputs: int = 1, names: Sequence[str] | None = None) -> Model:
     """Linear regression, f = φ0 + Σ_d φd x_d.
 
     With one input this is the slides' line f = φ0 + φ1 x. With D inputs the intercept
     comes first, then one coefficient per input column, in column order, named
-    ``phi0, phi1, ..., phiD``.
+    ``phi0, phi1, ..., phiD``; given the columns' ``names``, they are named as
+    statsmodels names them instead: ``Intercept``, then each column's name.
     """
     if n_inputs < 1:
         raise GradfitError(f"a linear model needs at least one input column, not {n_inputs}")
-    shapes = tuple((f"phi{i}", ()) for i in range(n_inputs + 1))
-    return Model("linear", _linear_fn, shapes, (("n_inputs", n_inputs),))
+    if names is None:
+        shapes = tuple((f"phi{i}", ()) for i in range(n_inputs + 1))
+        return Model("linear", _linear_fn, shapes, (("n_inputs", n_inputs),))
+    names = tuple(str(n) for n in names)
+    if len(names) != n_inputs:
+        raise GradfitError(f"a linear model of {n_inputs} input(s) needs {n_inputs} column name(s), not {len(names)}")
+    keys = ("Intercept", *names)
+    if len(set(keys)) != len(keys):
+        raise GradfitError(f"the columns {', '.join(names)} repeat a name or include 'Intercept'; a linear model "
+                           "names its coefficients after its columns, so rename them")
+    return Model("linear", _linear_fn, tuple((k, ()) for k in keys), (("n_inputs", n_inputs), ("names", keys)))
+
+
+def linear_for(data) -> Model:
+    """The linear model of a data set: coefficients named after its columns when they have
+    names of their own (a table or file), else ``phi0, phi1, ...``."""
+    names = tuple(data.x_names)
+    default = ("x",) if len(names) == 1 else tuple(f"x{j}" for j in range(len(names)))
+    return linear(data.n_inputs, None if names == default else names)
 
 
 # -- the Gabor model ----------------------------------------------------------------

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import polish
 from .errors import GradfitError, unknown_name
 from .linesearch import line_search
 from .schedules import Schedule, as_schedule
@@ -279,10 +280,12 @@ def make_optimizer(
     Unknown names, variants and hyperparameters raise a `GradfitError` that lists the
     known ones; a non-positive learning rate or a momentum outside [0, 1) too.
     """
+    if name in SECOND_ORDER:
+        return _second_order(name, variant, hyper)
     try:
         rule = RULES[name]
     except KeyError:
-        raise unknown_name("optimizer", name, RULES) from None
+        raise unknown_name("optimizer", name, [*RULES, *SECOND_ORDER]) from None
     variant = variant or next(iter(rule.variants))
     if variant not in rule.variants:
         raise GradfitError(
@@ -391,7 +394,35 @@ def adamw(lr: Schedule | float = 0.01, beta: float = 0.9, gamma: float = 0.999, 
     return make_optimizer("adamw", lr=lr, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay)
 
 
+#: Second-order methods (`gradfit.polish`): they take a Jacobian or Hessian, not a learning rate.
+SECOND_ORDER = {"lm": polish.lm, "newton": polish.newton}
+
+
+def _second_order(name: str, variant: str | None, hyper: dict[str, Any]) -> polish.SecondOrder:
+    factory = SECOND_ORDER[name]
+    takes = ("ftol", "xtol", "gtol", "max_iter", "damping")
+    given = {k: v for k, v in hyper.items() if v is not None}
+    unknown = sorted(set(given) - set(takes))
+    if unknown:
+        raise GradfitError(f"{name} takes no {', '.join(unknown)} (nor a learning rate); it takes {', '.join(takes)}")
+    if variant not in (None, "marquardt" if name == "lm" else "trust-region"):
+        raise GradfitError(f"{name} has no variant {variant!r}")
+    return factory(**given)
+
+
+def lm(ftol: float = 1e-15, xtol: float = 1e-12, gtol: float = 1e-12, max_iter: int = 10000) -> polish.SecondOrder:
+    """Levenberg–Marquardt (`gradfit.polish.lm`): least squares to the optimum in a few iterations."""
+    return polish.lm(ftol, xtol, gtol, max_iter)
+
+
+def trust_newton(ftol: float = 1e-15, xtol: float = 1e-12, gtol: float = 1e-10,
+                 max_iter: int = 1000) -> polish.SecondOrder:
+    """Trust-region Newton (`gradfit.polish.newton`, optimizer name "newton"): any likelihood to the
+    optimum by its Hessian. (``gradfit.newton`` is the damped Newton module regression fits use.)"""
+    return polish.newton(ftol, xtol, gtol, max_iter)
+
+
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "gd": gd, "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "normalized": normalized,
-    "adam": adam, "rmsprop": rmsprop, "adagrad": adagrad, "adamw": adamw,
+    "adam": adam, "rmsprop": rmsprop, "adagrad": adagrad, "adamw": adamw, "lm": lm, "newton": trust_newton,
 }
