@@ -91,13 +91,17 @@ def test_nonlinear_least_squares_matches_lmfit():
     ref = lmfit.minimize(residual, params, args=(data.x, data.y), method="leastsq", xtol=1e-14, ftol=1e-14)
     np.testing.assert_allclose(fit.x, [ref.params["phi0"].value, ref.params["phi1"].value], rtol=1e-4)
     assert inf.stationary
-    # lmfit's covariance is (JᵀJ)⁻¹ χ²/(n-k): the expected (Gauss-Newton) information, scaled
-    assert inf.covariance_fisher is not None
-    np.testing.assert_allclose(inf.covariance_fisher, ref.covar, rtol=1e-4)
+    # lmfit's covariance is (JᵀJ)⁻¹ χ²/(n-k): the Gauss-Newton (expected) information, scaled; the default here
+    assert inf.covariance_form == "gauss-newton" and inf.covariance_fisher is None
+    np.testing.assert_allclose(inf.covariance, ref.covar, rtol=1e-4)
     assert inf.chisqr == pytest.approx(ref.chisqr, rel=1e-8) and inf.redchi == pytest.approx(ref.redchi, rel=1e-8)
-    # the observed information keeps the residuals' curvature: a different, nearby covariance
-    assert not np.allclose(inf.covariance, inf.covariance_fisher, rtol=1e-6)
-    np.testing.assert_allclose(inf.covariance, inf.covariance_fisher, rtol=0.2)
+    # the observed information keeps the residuals' curvature: a different, nearby covariance, on request,
+    # with the Gauss-Newton one beside it
+    observed = gf.infer(fit, gf.gabor(), gf.normal(), data, covariance="observed").inference
+    assert observed.covariance_form == "observed" and observed.covariance_fisher is not None
+    np.testing.assert_allclose(observed.covariance_fisher, ref.covar, rtol=1e-4)
+    assert not np.allclose(observed.covariance, observed.covariance_fisher, rtol=1e-6)
+    np.testing.assert_allclose(observed.covariance, observed.covariance_fisher, rtol=0.2)
 
 
 def test_any_fit_of_counts_matches_statsmodels():

@@ -530,3 +530,112 @@ def hyper_figure(panels: Sequence[dict[str, Any]], *, suptitle: str = "", ylabel
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+# -- a fit with its uncertainty -------------------------------------------------------------
+
+
+FIT_COLORS = {"data": "#2b6cb0", "fit": "#e8384f", "confidence": "#e8384f", "prediction": "#fd9a44"}
+
+
+def _band(result, x, interval: str, level: float, model):
+    """The band of ``interval`` at x, or None where the fit has none (no covariance, weights with no σ at x)."""
+    from .errors import GradfitError
+    from .inference import predict
+
+    try:
+        return predict(result, x, interval=interval, level=level, model=model)
+    except GradfitError:
+        return None
+
+
+@styled
+def plot_fit(result, data=None, *, ax=None, level: float = 0.95, path: str | Path | None = None):
+    """The data, the fitted model with its confidence and prediction bands, and the residuals below.
+
+    For one input: the data as points (with error bars σ_i = 1/√w_i when weighted), the
+    fitted curve over a fine grid of x, its ``level`` confidence band (the mean
+    response) and prediction band (a new observation; not drawn for weighted fits,
+    whose noise at new x is unknown), by the delta method (`gradfit.inference.predict`);
+    below, the residuals y - f (weighted: √w_i (y - f), in units of σ_i), on the same x
+    axis. For several inputs: observed against fitted values, with the identity line
+    and confidence bars, and the residuals against the fitted values. ``data`` defaults
+    to the data the fit ran on; ``ax`` is a pair of axes (fit, residuals), or one axes
+    for the fit panel alone; ``path`` also writes the figure (PNG, SVG, PDF by its
+    suffix). Returns the Figure.
+    """
+    from .data import Dataset
+    from .errors import GradfitError
+    from .inference import predict
+
+    source = result.source
+    if data is None:
+        if source is None:
+            raise GradfitError("this result does not carry its data (a result read from JSON): pass it, "
+                               "plot_fit(result, data)")
+        data = source[2]
+    if not isinstance(data, Dataset):
+        data = Dataset(*data)
+    model = None if source is None else source[0]
+    fitted = predict(result, data.x, model=model)
+    if fitted.ndim != 1:
+        raise GradfitError("plot_fit draws models of one output per example")
+    if ax is None:
+        fig, (top, bottom) = new_figure(1, 2, size=(SINGLE[0] + 1.0, SINGLE[1] + 1.0), sharex=True,
+                                        gridspec_kw={"height_ratios": [3, 1]})
+    elif isinstance(ax, Sequence | np.ndarray):
+        top, bottom = ax
+        fig = top.figure
+    else:
+        top, bottom, fig = ax, None, ax.figure
+    weights = data.weights
+    residual = data.y - fitted
+    if weights is not None:
+        residual = residual * np.sqrt(weights)
+    error = None if weights is None else 1.0 / np.sqrt(weights)
+    pct = f"{100 * level:g}%"
+    colors = FIT_COLORS
+    if data.n_inputs == 1:
+        x = data.x
+        grid = np.linspace(float(x.min()), float(x.max()), 400)
+        for interval, alpha in (("prediction", 0.18), ("confidence", 0.35)):
+            unknown = interval == "prediction" and weights is not None  # no σ at the grid's x
+            band = None if unknown else _band(result, grid, interval, level, model)
+            if band is not None:
+                fill = top.fill_between(grid, band.lower, band.upper, color=colors[interval], alpha=alpha, lw=0,
+                                        label=f"{pct} {interval} band")
+                fill.set_gid(f"{interval} band")
+        top.errorbar(x, data.y, yerr=error, fmt="o", ms=6, color=colors["data"], mec="white", mew=0.8,
+                     elinewidth=1.0, label=f"data ({len(data)} points)", zorder=5)
+        curve = predict(result, grid, model=model)
+        (line,) = top.plot(grid, curve, color=colors["fit"], label="fit", zorder=6)
+        line.set_gid("fit")
+        xlabel, where = data.x_names[0], x
+        top.set_ylabel(data.y_name)
+    else:
+        band = _band(result, data.x, "confidence", level, model)
+        bars = None if band is None else np.vstack([fitted - band.lower, band.upper - fitted])
+        top.errorbar(fitted, data.y, yerr=error, fmt="o", ms=6, color=colors["data"], mec="white", mew=0.8,
+                     elinewidth=1.0, label=f"data ({len(data)} points)", zorder=5)
+        if bars is not None:
+            top.errorbar(fitted, fitted, yerr=bars, fmt="none", ecolor=colors["confidence"], elinewidth=2.0,
+                         label=f"{pct} confidence of the fit", zorder=4)
+        span = [float(min(fitted.min(), data.y.min())), float(max(fitted.max(), data.y.max()))]
+        (line,) = top.plot(span, span, color=colors["fit"], label="observed = fitted")
+        line.set_gid("fit")
+        xlabel, where = f"fitted {data.y_name}", fitted
+        top.set_ylabel(f"observed {data.y_name}")
+    top.grid(True, alpha=0.3)
+    top.legend(loc="best", fontsize=10)
+    top.set_title(f"{result.model} fitted to {data.name}" if result.model else "fit")
+    if bottom is not None:
+        bottom.axhline(0.0, color="#1b1b1b", lw=1.0)
+        bottom.plot(where, residual, "o", ms=5, color=colors["data"], mec="white", mew=0.6)
+        bottom.set_ylabel("(y − f)/σ" if weights is not None else "y − f")
+        bottom.grid(True, alpha=0.3)
+        bottom.set_xlabel(xlabel)
+    else:
+        top.set_xlabel(xlabel)
+    if path is not None:
+        fig.savefig(path, dpi=DPI)
+    return fig

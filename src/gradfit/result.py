@@ -58,13 +58,26 @@ class Inference:
 
     ``names`` are the scalar parameter names in parameter order (``FitResult.x``
     order). ``stationary`` says whether the fit ended at a stationary point of the
-    likelihood (the Newton decrement √(gᵀH⁻¹g), the distance to the optimum in
-    standard errors, at most a small tolerance, and H positive definite); when it did
-    not, ``stderr``, ``covariance`` and the intervals are None and ``message`` says
-    why. ``loglik`` keeps every constant of the likelihood (log y! for counts), so AIC
-    and BIC compare across likelihoods; for least squares it is the normal
-    log-likelihood at σ̂² = RSS/n, as in OLS. ``scale`` is the factor the covariance was
-    scaled by: σ̂² = RSS/(n-k) for least squares (as lmfit and OLS do), else 1.
+    likelihood (the Newton decrement √(gᵀM⁻¹g), the distance to the optimum in
+    standard errors, at most a small tolerance, M the information the covariance
+    inverts, regular, and the Hessian with no negative eigenvalue); when it did not,
+    ``stderr``, ``covariance`` and the intervals are None and ``message`` says why.
+    ``loglik`` keeps every constant of the likelihood (log y! for counts), so AIC and
+    BIC compare across likelihoods; for least squares it is the normal log-likelihood
+    at σ̂² = RSS/n, as in OLS (WLS's, with weights). ``scale`` is the factor the
+    covariance was scaled by: σ̂² = RSS/(n-k) for least squares (as lmfit and OLS do),
+    else 1 (RSS = Σ w_i r_i² with weights).
+
+    ``covariance_form`` says which matrix the covariance inverts: ``gauss-newton``
+    (σ̂²(JᵀWJ)⁻¹, least squares), ``gauss-newton, absolute sigma`` ((JᵀWJ)⁻¹, the σ_i
+    taken as known), ``gauss-newton, fixed sigma`` (σ²(JᵀWJ)⁻¹, a normal loss with σ
+    given), ``observed`` (the Hessian of the negative log-likelihood) or ``fisher``
+    (the expected information); ``weighted`` says whether the examples carried weights
+    W = diag(w_i). ``tvalues`` are θ̂/se and ``pvalues`` their two-sided p-values, from
+    Student's t with ``df`` degrees of freedom where ``dist`` is ``t`` (least squares,
+    σ estimated) or from the normal where it is ``z`` (``df`` None). Parameters in
+    ``excluded`` (name -> ``fixed``, ``at lower bound`` or ``at upper bound``) were not
+    estimated freely: their standard errors, covariance rows and intervals are NaN.
     """
 
     names: tuple[str, ...]
@@ -92,10 +105,18 @@ class Inference:
     rsquared: float | None = None
     sigma: float | None = None
     method: str = ""
+    covariance_form: str = ""
+    weighted: bool = False
+    tvalues: np.ndarray | None = None
+    pvalues: np.ndarray | None = None
+    df: int | None = None
+    dist: str = "z"
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(self.names))
-        for name in ("stderr", "covariance", "covariance_fisher", "wald"):
+        object.__setattr__(self, "excluded", dict(self.excluded))
+        for name in ("stderr", "covariance", "covariance_fisher", "wald", "tvalues", "pvalues"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _frozen(value))
@@ -112,7 +133,7 @@ class Inference:
             return None
         sd = np.sqrt(np.diag(self.covariance))
         corr = self.covariance / np.outer(sd, sd)
-        np.fill_diagonal(corr, 1.0)
+        np.fill_diagonal(corr, np.where(np.isfinite(sd), 1.0, np.nan))  # NaN for parameters left out
         return _frozen(corr)
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +141,8 @@ class Inference:
         names = self.names
         top: dict[str, Any] = {
             "stderr": None if self.stderr is None else dict(zip(names, _plain(self.stderr), strict=True)),
+            "tvalues": None if self.tvalues is None else dict(zip(names, _plain(self.tvalues), strict=True)),
+            "pvalues": None if self.pvalues is None else dict(zip(names, _plain(self.pvalues), strict=True)),
             "covariance": None if self.covariance is None else _plain(self.covariance),
             "loglik": _plain(self.loglik),
             "aic": _plain(self.aic),
@@ -133,6 +156,8 @@ class Inference:
             "stationary": self.stationary, "message": self.message,
             "decrement": _plain(self.decrement), "grad_norm": _plain(self.grad_norm),
             "scale": _plain(self.scale), "level": _plain(self.level), "method": self.method,
+            "covariance_form": self.covariance_form, "weighted": self.weighted, "df": self.df, "dist": self.dist,
+            "excluded": dict(self.excluded),
             "profile": {k: _plain(v) for k, v in self.profile.items()},
         }
         if self.wald is not None:
@@ -154,22 +179,26 @@ class Inference:
             value = source.get(key)
             return None if value is None else float(_floats(value))
 
-        stderr = d.get("stderr")
-        wald = rest.get("wald")
+        def by_name(value):
+            return None if value is None else _floats([value[n] for n in names])
+
+        df = rest.get("df")
         return cls(
             names=names, n=int(rest["n"]), k=int(rest["k"]), loss=rest["loss"],
             loglik=float(_floats(d["loglik"])), aic=float(_floats(d["aic"])), bic=float(_floats(d["bic"])),
             deviance=optional(d, "deviance"), pearson_chi2=optional(d, "pearson_chi2"),
             stationary=bool(rest["stationary"]), message=rest["message"],
             decrement=float(_floats(rest["decrement"])), grad_norm=float(_floats(rest["grad_norm"])),
-            stderr=None if stderr is None else _floats([stderr[n] for n in names]),
+            stderr=by_name(d.get("stderr")), tvalues=by_name(d.get("tvalues")), pvalues=by_name(d.get("pvalues")),
             covariance=None if d.get("covariance") is None else _floats(d["covariance"]),
             covariance_fisher=None if rest.get("covariance_fisher") is None else _floats(rest["covariance_fisher"]),
             scale=float(_floats(rest["scale"])), level=float(_floats(rest["level"])),
-            wald=None if wald is None else _floats([wald[n] for n in names]),
+            wald=by_name(rest.get("wald")),
             profile={k: tuple(_floats(v)) for k, v in rest.get("profile", {}).items()},
             chisqr=optional(rest, "chisqr"), redchi=optional(rest, "redchi"),
             rsquared=optional(rest, "rsquared"), sigma=optional(rest, "sigma"), method=rest.get("method", ""),
+            covariance_form=rest.get("covariance_form", ""), weighted=bool(rest.get("weighted", False)),
+            df=None if df is None else int(df), dist=rest.get("dist", "z"), excluded=rest.get("excluded", {}),
         )
 
 
@@ -208,6 +237,8 @@ class FitResult:
     elapsed: float = 0.0
     inference: Inference | None = None
     point: str | None = None
+    #: The (model, loss, data) the fit ran on, for `infer` and `predict`: not compared, not in the JSON.
+    source: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         frozen = {}
@@ -228,6 +259,12 @@ class FitResult:
     def x(self) -> np.ndarray:
         """The parameters as one flat vector, in parameter order (``--init`` order)."""
         return np.concatenate([np.ravel(self.params[n]) for n in self.param_names])
+
+    def predict(self, x_new: Any, interval: str | None = None, level: float = 0.95, **options: Any) -> Any:
+        """The fitted model at ``x_new``, with a confidence or prediction interval: `gradfit.inference.predict`."""
+        from .inference import predict  # JAX is imported only when a prediction is asked for
+
+        return predict(self, x_new, interval=interval, level=level, **options)
 
     # JSON -------------------------------------------------------------------------
 

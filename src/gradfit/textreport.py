@@ -1,11 +1,13 @@
 """A plain-text fit report in lmfit's layout: ``fit_report(result)``.
 
 Sections, as lmfit prints them: ``[[Model]]``, ``[[Fit Statistics]]`` (with the
-likelihood statistics statsmodels users expect: log-likelihood, deviance, Pearson χ²),
-``[[Variables]]`` (value ± standard error, its size relative to the value, and the
-Wald and profile-likelihood intervals) and ``[[Correlations]]``. A fit without
-inference, or one that did not reach a stationary point, is reported without
-uncertainties, with the reason.
+likelihood statistics statsmodels users expect: log-likelihood, deviance, Pearson χ²,
+and which covariance the standard errors come from), ``[[Variables]]`` (value ±
+standard error, its size relative to the value, the t (or z) value and its two-sided
+p-value, and the Wald and profile-likelihood intervals; parameters held fixed or
+stopped at a bound are marked so, without uncertainties) and ``[[Correlations]]``. A
+fit without inference, or one that did not reach a stationary point, is reported
+without uncertainties, with the reason.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def fit_statistics(result: FitResult) -> list[tuple[str, str]]:
         ("# fitting method", _method(result)),
         ("# steps", str(result.steps)),
         ("# data points", str(result.settings.get("n_examples", inf.n if inf else "?"))),
-        ("# variables", str(len(result.x))),
+        ("# variables", _variable_count(result)),
         ("status", result.status),
         ("final loss", f"{_g(result.loss)} ({loss_meaning(result)})"),
         ("gradient norm", _g(result.grad_norm, 3)),
@@ -81,7 +83,48 @@ def fit_statistics(result: FitResult) -> list[tuple[str, str]]:
                 stats.append(("Pearson chi-square", _g(inf.pearson_chi2, 10)))
         stats += [("Akaike info crit", _g(inf.aic, 10)), ("Bayesian info crit", _g(inf.bic, 10)),
                   ("degrees of freedom", str(inf.df_resid))]
+        if inf.covariance_form:
+            stats += [("standard errors", covariance_description(inf)), ("intervals", interval_description(inf))]
     return stats
+
+
+def _variable_count(result: FitResult) -> str:
+    fixed = len(result.settings.get("fixed") or {})
+    free = len(result.x) - fixed
+    return f"{free} ({fixed} fixed)" if fixed else str(free)
+
+
+def covariance_description(inf: Inference) -> str:
+    """Which covariance the standard errors are the square roots of, in words and symbols."""
+    jtj = "JᵀWJ" if inf.weighted else "JᵀJ"
+    form = inf.covariance_form
+    if form == "gauss-newton":
+        return f"σ̂²({jtj})⁻¹ (Gauss-Newton, σ̂ from the residuals)"
+    if form == "gauss-newton, absolute sigma":
+        return f"({jtj})⁻¹ (Gauss-Newton, absolute σ: the σ_i taken as known)"
+    if form == "gauss-newton, fixed sigma":
+        return f"σ²({jtj})⁻¹ (Gauss-Newton, σ fixed by the loss)"
+    if form == "observed":
+        at = " at σ̂" if inf.dist == "t" else ""
+        return f"observed information H⁻¹ (H the Hessian of the negative log-likelihood{at})"
+    if form == "fisher":
+        return "expected (Fisher) information I⁻¹"
+    return form
+
+
+def interval_description(inf: Inference) -> str:
+    """The law of the t (or z) values: Student's t with the residual degrees of freedom, or the normal."""
+    level = f"{100 * inf.level:g}%"
+    if inf.dist == "t":
+        return f"Student t with {inf.df} degrees of freedom, {level}"
+    return f"normal (z), {level}"
+
+
+def p_text(p: float) -> str:
+    """A p-value for print: three digits, and below what a double holds as such."""
+    if not math.isfinite(p):
+        return ""
+    return f"{p:.3g}" if p > 0 else "<1e-300"
 
 
 #: What each loss's value is, as `gradfit.losses` computes it by default.
@@ -126,12 +169,17 @@ def _variables(result: FitResult, inf: Inference | None) -> list[str]:
         head = f"[[Variables]] (intervals at {100 * inf.level:g}%: Wald, and profile likelihood where computed)"
     lines = [head]
     width = max(len(n) for n in names) + 1
+    excluded = excluded_parameters(result)
     for j, name in enumerate(names):
         text = f"    {name + ':':<{width}} {_g(float(values[j])):>14}"
-        if inf is not None and inf.stderr is not None:
+        if name in excluded:
+            text += f" ({excluded[name]})"
+        elif inf is not None and inf.stderr is not None:
             se = float(inf.stderr[j])
             rel = f" ({100 * abs(se / values[j]):.2f}%)" if values[j] != 0 else ""
             text += f" +/- {_g(se, 5):<11}{rel:<10}"
+            if inf.tvalues is not None:
+                text += f"  {inf.dist} = {_g(float(inf.tvalues[j]), 4):<9}  p = {p_text(float(inf.pvalues[j])):<9}"
             lo, hi = inf.wald[j]
             text += f"  Wald [{_g(float(lo), 6)}, {_g(float(hi), 6)}]"
             if name in inf.profile:
@@ -139,6 +187,17 @@ def _variables(result: FitResult, inf: Inference | None) -> list[str]:
                 text += f"  profile [{_g(plo, 6)}, {_g(phi, 6)}]"
         lines.append(text.rstrip())
     return lines
+
+
+def excluded_parameters(result: FitResult) -> dict[str, str]:
+    """Parameters not estimated freely: name -> ``fixed``, ``at lower bound`` or ``at upper bound``."""
+    inf = result.inference
+    if inf is not None and inf.excluded:
+        return dict(inf.excluded)
+    out = {name: "fixed" for name in result.settings.get("fixed") or {}}
+    out.update({name: f"at {side} bound" for name, side in (result.settings.get("at_bound") or {}).items()
+                if name not in out})
+    return out
 
 
 def _flat_names(result: FitResult) -> list[str]:
