@@ -31,14 +31,15 @@ _EXPORTS = {
     "data": ("Dataset", "as_dataset", "gabor_data", "linear_data", "load", "pedestrian_data"),
     "errors": ("GradfitError", "Interrupted"),
     "glm": ("GLM", "fit_glm"),
-    "inference": ("infer",),
+    "inference": ("infer", "predict"),
     "fitting": ("fit",),
+    "formula": ("expression",),
     "losses": ("bernoulli", "categorical", "hetero_normal", "make_loss", "normal", "poisson", "von_mises"),
     "models": ("Model", "custom", "gabor", "linear", "make_model", "shallow"),
     "objective": ("Objective",),
     "optimizers": (
-        "Optimizer", "adagrad", "adam", "adamw", "gd", "make_optimizer", "momentum", "nesterov",
-        "normalized", "rmsprop", "sgd",
+        "Optimizer", "adagrad", "adam", "adamw", "gd", "lm", "make_optimizer", "momentum", "nesterov",
+        "normalized", "rmsprop", "sgd", "trust_newton",
     ),
     "result": ("FitResult", "History", "Inference", "MultiFit"),
     "schedules": ("constant", "cosine", "exponential", "step_decay", "warmup"),
@@ -66,8 +67,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .data import Dataset, as_dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
     from .errors import GradfitError, Interrupted  # noqa: F401
     from .fitting import fit  # noqa: F401
+    from .formula import expression  # noqa: F401
     from .glm import GLM, fit_glm  # noqa: F401
-    from .inference import infer  # noqa: F401
+    from .inference import infer, predict  # noqa: F401
     from .losses import bernoulli, categorical, hetero_normal, make_loss, normal, poisson, von_mises  # noqa: F401
     from .models import Model, custom, gabor, linear, make_model, shallow  # noqa: F401
     from .objective import Objective  # noqa: F401
@@ -77,12 +79,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         adam,
         adamw,
         gd,
+        lm,
         make_optimizer,
         momentum,
         nesterov,
         normalized,
         rmsprop,
         sgd,
+        trust_newton,
     )
     from .result import FitResult, History, Inference, MultiFit  # noqa: F401
     from .schedules import constant, cosine, exponential, step_decay, warmup  # noqa: F401

@@ -65,7 +65,7 @@ XOption = Annotated[str | None, typer.Option("--x", help="Input column(s), comma
 YOption = Annotated[str | None, typer.Option("--y", help="Target column; default: the last column.")]
 DelimiterOption = Annotated[str | None, typer.Option(help="Field separator of a CSV --data file (',', ';', tab as '\\t', '|'); default: detected from its first lines.")]
 BuiltinOption = Annotated[str | None, typer.Option(help="Built-in data set: linear, gabor or pedestrians.")]
-ModelOption = Annotated[str | None, typer.Option(help="linear, gabor or shallow. Default: gabor on built-in data, linear on --data (it takes any number of columns) and on the built-in linear and pedestrians sets.")]
+ModelOption = Annotated[str | None, typer.Option(help="linear, gabor, shallow, or a formula such as \"a*exp(-k*x) + c\" (names that are columns of --data are inputs, the others parameters, each starting at 1 unless --init sets it). Default: gabor on built-in data, linear on --data (it takes any number of columns) and on the built-in linear and pedestrians sets.")]
 LossOption = Annotated[str, typer.Option(help="normal, hetero_normal, bernoulli, categorical, poisson or von_mises.")]
 ScaleOption = Annotated[float, typer.Option(help="Gabor envelope s (slides 8, book 32).")]
 WidthOption = Annotated[int, typer.Option(help="Hidden units of the shallow network.")]
@@ -154,7 +154,7 @@ def fit(
     delimiter: DelimiterOption = None,
     model: ModelOption = None,
     loss: LossOption = "normal",
-    optimizer: Annotated[str, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad or adamw.")] = "adam",
+    optimizer: Annotated[str | None, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad, adamw; or the second-order lm (Levenberg-Marquardt, least squares) or newton (trust-region). Default: lm for a linear model (solved exactly) or a formula with the normal loss, adam otherwise.")] = None,
     variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate α (the start of a schedule).")] = 0.1,
     beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β.")] = None,
@@ -170,9 +170,15 @@ def fit(
     epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     seed: SeedOption = 0,
-    init: Annotated[str | None, typer.Option(help="Start v0,v1,... in parameter order.")] = None,
+    init: Annotated[str | None, typer.Option(help="Start: v0,v1,... in parameter order, or by name, a=1,k=0.1 (the others keep their default start).")] = None,
+    bound: Annotated[list[str] | None, typer.Option("--bound", help="Keep a parameter within bounds, NAME=LOW:HIGH (inf or an empty side for none), e.g. k=0:inf; repeat or separate with commas.")] = None,
+    fix: Annotated[list[str] | None, typer.Option("--fix", help="Hold a parameter at a value and do not fit it, NAME=VALUE, e.g. a=1; repeat or separate with commas.")] = None,
+    sigma: Annotated[str | None, typer.Option("--sigma", help="Standard deviations of y for least squares: a column of --data (or one number for all); residuals are weighted by 1/sigma^2, as curve_fit.")] = None,
+    absolute_sigma: Annotated[bool, typer.Option("--absolute-sigma", help="--sigma holds absolute standard deviations: standard errors are not rescaled by the residuals' spread.")] = False,
+    weights: Annotated[str | None, typer.Option("--weights", help="A column of --data whose values (> 0) weight each example's loss.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the data, the fit with its 95% band and the residuals to this image file (.png, .pdf, .svg).")] = None,
     line_search: LineSearchOption = False,
-    polish: Annotated[bool | None, typer.Option("--polish/--no-polish", help="Finish with Newton's method (autodiff Hessian) from where the optimiser stopped. Default: on for regression (GLM) fits, off for the others; --no-polish shows what the optimiser itself reached.")] = None,
+    polish: Annotated[bool | None, typer.Option("--polish/--no-polish", help="Finish from where the optimiser stopped with a second-order method: Levenberg-Marquardt for least squares, trust-region Newton for other likelihoods (Newton's method for regression (GLM) fits). Default: on for regression fits, off for the others; --no-polish shows what the optimiser itself reached.")] = None,
     scale: ScaleOption = 8.0,
     width: WidthOption = 8,
     reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
@@ -204,6 +210,9 @@ def fit(
                 decay_factor=decay_factor, scale=scale)
         design = categorical is not None or offset is not None
         model = _model_name(model, data, builtin, loss, design)
+        # least squares of a linear model or a formula is a curve fit: Levenberg-Marquardt to the optimum
+        curve_fit = loss == "normal" and not design and (model == "linear" or _is_formula(model))
+        optimizer = optimizer or ("lm" if curve_fit else "adam")
         if design and model != "linear":
             raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
                                f"--model linear, not --model {model}")
@@ -223,17 +232,25 @@ def fit(
                 result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
                                      init=start, polish=True if polish is None else polish, progress=bar, **keep)
             else:
-                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter)
+                extra = [c for c in (sigma, weights) if c is not None and not _is_number(c)]
+                if _is_formula(model) and x is None:
+                    x = _formula_inputs(model, data, y, builtin, delimiter, extra)
+                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter, extra)
                 the_model = _model(gf, model, dataset, loss, scale, width)
                 the_loss = gf.make_loss(loss)
-                start = _parse_init(init, the_model)
+                start = _parse_init(init, the_model, seed)
+                per_example = _per_example(data, delimiter, dataset, sigma=sigma, weights=weights)
                 result = gf.fit(
                     the_model, the_loss, dataset, the_opt, init=start, steps=steps, epochs=epochs,
                     batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype, progress=bar,
-                    polish=bool(polish), **keep,
+                    polish=bool(polish), bounds=_assignments(bound, "--bound", _bounds_value),
+                    fixed=_assignments(fix, "--fix", _number_value), absolute_sigma=absolute_sigma,
+                    **per_example, **keep,
                 )
                 result = _with_inference(result, the_model, the_loss, dataset)
         _write_json(result, json_path)
+        if plot is not None:
+            _plot_fit(result, plot)
     except GradfitError as exc:
         _fail(exc)
     except KeyboardInterrupt as exc:
@@ -334,7 +351,7 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None):
+def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None, exclude=()):
     from gradfit.data import BUILTIN
     from gradfit.errors import GradfitError, unknown_name
 
@@ -342,7 +359,7 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None):
         if builtin is not None:
             raise GradfitError("give --data or --builtin, not both")
         cols = [c.strip() for c in x.split(",") if c.strip()] if x else None
-        return gf.load(path, cols, y, delimiter=_separator(delimiter))
+        return gf.load(path, cols, y, delimiter=_separator(delimiter), exclude=exclude)
     if x is not None or y is not None:
         raise GradfitError("--x and --y name columns of a file: give the file with --data")
     name = builtin or _builtin_for(model, loss)
@@ -353,14 +370,45 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None):
     return BUILTIN[name](seed)
 
 
+def _is_formula(model) -> bool:
+    """Whether --model is a formula (``a*exp(-k*x) + c``) rather than a model's name."""
+    from gradfit.models import MODELS
+
+    return model is not None and model not in MODELS and not model.isidentifier()
+
+
+def _formula_inputs(formula, path, y, builtin, delimiter, extra) -> str:
+    """--x for a formula: its names that are columns of --data (other than the target), or x."""
+    from gradfit.data import column_names
+    from gradfit.errors import GradfitError
+    from gradfit.formula import parameter_names
+
+    if path is None:
+        columns = ("x",)
+    else:
+        names = column_names(path, _separator(delimiter))
+        target = y if y is not None else (names[-1] if names else None)
+        columns = tuple(n for n in names if n != target and n not in extra)
+    _, inputs = parameter_names(formula, columns=columns)
+    if not inputs:
+        where = f"columns of {Path(path).name} ({', '.join(columns)})" if path is not None else "x (built-in data)"
+        raise GradfitError(f"the formula {formula!r} uses none of the {where} as an input; name them in it, "
+                           "or give --x")
+    return ",".join(inputs)
+
+
 def _model(gf, name, dataset, loss, scale, width):
     from gradfit.errors import unknown_name
     from gradfit.models import MODELS
 
+    if _is_formula(name):
+        return gf.expression(name, inputs=dataset.x_names)
     if name not in MODELS:
         raise unknown_name("model", name, MODELS)
     if name == "linear":
-        return gf.linear(dataset.n_inputs)
+        from gradfit.models import linear_for
+
+        return linear_for(dataset)
     if name == "gabor":
         return gf.gabor(scale)
     outputs = {"hetero_normal": 2}.get(loss, 1)
@@ -393,7 +441,7 @@ def _optimizer(gf, name, variant, lr, beta, gamma, eps, weight_decay, schedule, 
     return gf.make_optimizer(name, lr=rate, variant=variant, **hyper)
 
 
-def _parse_init(text, model):
+def _parse_init(text, model, seed=0):
     from gradfit.errors import GradfitError
 
     if text is None:
@@ -404,6 +452,8 @@ def _parse_init(text, model):
     if "" in parts:
         raise GradfitError(f"--init has an empty value in {text!r}: give one number per parameter, "
                            "separated by commas")
+    if any("=" in p for p in parts):
+        return _named_init(text, parts, model, seed)
     try:
         values = [float(v) for v in parts]
     except ValueError:
@@ -417,6 +467,127 @@ def _parse_init(text, model):
             f"--init has {len(values)} value(s); model {model.name} has {model.size}: {names}"
         )
     return values
+
+
+def _named_init(text, parts, model, seed):
+    """--init a=1,k=0.1: the model's default start with the named values in place."""
+    import numpy as np
+
+    from gradfit.errors import GradfitError
+
+    parts = _split_names(text.replace(" ", ""))  # an element's name holds a comma: omega0[1,0]=2
+    if not all("=" in p for p in parts):
+        raise GradfitError(f"--init {text!r} mixes named and positional values: give name=value for each, "
+                           "or values for every parameter in order")
+    names = list(model.flat_names)
+    if not hasattr(model, "default_init"):  # a regression model's coefficients have no start to keep
+        shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+        raise GradfitError(f"--init by name keeps the other parameters at their default start, and a "
+                           f"{model.name} model has none: give all {len(names)} values in order ({shown})")
+    values = np.array(model.default_init(seed), dtype=float)
+    for name, value in _assignments([",".join(parts)], "--init", _number_value).items():
+        where = [j for j, n in enumerate(names) if n == name or n.split("[", 1)[0] == name]
+        if not where:
+            raise GradfitError(f"--init names {name!r}, which is not a parameter of model {model.name}; its "
+                               f"parameters are {', '.join(model.param_names)}")
+        values[where] = value
+    return values
+
+
+def _assignments(texts, flag, read):
+    """NAME=VALUE pairs of a repeatable option, each value read by ``read(name, text, flag)``."""
+    from gradfit.errors import GradfitError
+
+    if not texts:
+        return None
+    pairs = {}
+    for text in texts:
+        for part in _split_names(text):  # commas inside brackets belong to a name: omega0[1,0]=2
+            name, eq, value = part.partition("=")
+            name = name.strip()
+            if not eq or not name:
+                raise GradfitError(f"{flag} takes NAME=VALUE, not {part!r}")
+            if name in pairs:
+                raise GradfitError(f"{flag} gives {name!r} twice")
+            pairs[name] = read(name, value.strip(), flag)
+    return pairs
+
+
+def _number_value(name, text, flag):
+    from gradfit.errors import GradfitError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise GradfitError(f"{flag} {name}={text} needs a number") from None
+    if not math.isfinite(value):
+        raise GradfitError(f"{flag} {name}={text} needs a finite number")
+    return value
+
+
+def _bounds_value(name, text, flag):
+    """LOW:HIGH, either side empty or ±inf for no bound."""
+    from gradfit.errors import GradfitError
+
+    low, colon, high = text.partition(":")
+    if not colon:
+        raise GradfitError(f"{flag} {name}={text} needs LOW:HIGH, e.g. {name}=0:inf")
+    sides = []
+    for side, none in ((low, "-inf"), (high, "inf")):
+        side = side.strip() or none
+        try:
+            value = float(side)
+        except ValueError:
+            raise GradfitError(f"{flag} {name}={text}: {side!r} is not a number (use inf for no bound)") from None
+        if math.isnan(value):
+            raise GradfitError(f"{flag} {name}={text}: a bound cannot be NaN")
+        sides.append(None if math.isinf(value) and (value < 0) == (none == "-inf") else value)
+    return tuple(sides)
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _per_example(path, delimiter, dataset, *, sigma, weights):
+    """sigma= and weights= for the fit: a column of the --data file, or one number for all rows."""
+    import numpy as np
+
+    from gradfit.data import read_table
+    from gradfit.errors import GradfitError
+
+    given = {}
+    for flag, value in (("sigma", sigma), ("weights", weights)):
+        if value is None:
+            continue
+        if _is_number(value):
+            given[flag] = np.full(len(dataset), float(value))
+            continue
+        if value == getattr(dataset, "y_name", None):
+            raise GradfitError(f"--{flag} {value} names the target column; name the target with --y and the "
+                               f"{flag} column with --{flag}")
+        if path is None:
+            raise GradfitError(f"--{flag} {value} names a column, but there is no --data file: give --data, "
+                               "or one number")
+        column = read_table(path, delimiter=_separator(delimiter), columns=[value])[value]
+        if column.dtype.kind not in "biuf":
+            raise GradfitError(f"--{flag} column {value!r} holds text; it needs numbers > 0")
+        given[flag] = column
+    return given
+
+
+def _plot_fit(result, path) -> None:
+    from gradfit.errors import GradfitError
+    from gradfit.plots import plot_fit
+
+    try:
+        plot_fit(result, path=path)
+    except OSError as exc:
+        raise GradfitError(f"cannot write --plot {path}: {exc.strerror}") from None
 
 
 class _ProgressBar:
@@ -529,35 +700,43 @@ def _with_inference(result, model, loss, dataset):
 def _print_report(result, dataset) -> None:
     """The fit's parameters and outcome, each number once; names and text from the data or the
     user are printed as they are, never read as Rich markup (``col[level]``)."""
-    from gradfit.textreport import correlation_lines, fit_statistics, loss_meaning
+    from gradfit.textreport import correlation_lines, excluded_parameters, fit_statistics, loss_meaning, p_text
 
     inf = result.inference
     errors = inf is not None and inf.stderr is not None
+    excluded = excluded_parameters(result)
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("parameter")
     table.add_column("value", justify="right")
     if errors:
         level = f"{100 * inf.level:g}%"
-        for col in ("std err", f"{level} lower", f"{level} upper"):
+        for col in ("std err", f"{inf.dist} value", f"P>|{inf.dist}|", f"{level} lower", f"{level} upper"):
             table.add_column(col, justify="right")
     position = 0
     for name in result.param_names:
         value = result.params[name]
         if isinstance(value, float):
             row = [name, f"{value:.6g}"]
-            if errors:
+            if name in excluded:  # held fixed or stopped at a bound: not estimated, no uncertainty
+                if errors:
+                    row += [excluded[name], "", "", "", ""]
+                else:
+                    row[1] += f" ({excluded[name]})"
+            elif errors:
                 lo, hi = inf.wald[position]
-                row += [f"{inf.stderr[position]:.4g}", f"{lo:.6g}", f"{hi:.6g}"]
+                t = f"{inf.tvalues[position]:.4g}" if inf.tvalues is not None else ""
+                p = p_text(float(inf.pvalues[position])) if inf.pvalues is not None else ""
+                row += [f"{inf.stderr[position]:.4g}", t, p, f"{lo:.6g}", f"{hi:.6g}"]
             position += 1
         else:
-            row = [name, _array_text(value)] + (["", "", ""] if errors else [])
+            row = [name, _array_text(value)] + ([""] * 5 if errors else [])
             position += value.size
         table.add_row(*(Text(cell) for cell in row))
     meaning = loss_meaning(result)
     if inf is not None:
         meaning += f"; log-likelihood {inf.loglik:.10g}"
     lines = [
-        f"optimizer    {_describe_opt(result.optimizer)}",
+        f"optimizer    {_describe_opt(result.optimizer, result.settings.get('polish'))}",
         None,  # the table
         f"final loss   {result.loss:.6g} ({meaning})",
         f"grad norm    {result.grad_norm:.3g}",
@@ -602,10 +781,16 @@ def _array_text(value) -> str:
     return np.array2string(np.asarray(value), precision=4, threshold=8)
 
 
-def _describe_opt(spec: dict) -> str:
+def _describe_opt(spec: dict, polished=None) -> str:
+    if "ftol" in spec:
+        method = "Levenberg-Marquardt" if spec["name"] == "lm" else "trust-region Newton"
+        return (f"{spec['name']} ({method}): ftol={spec['ftol']:g}, xtol={spec['xtol']:g}, gtol={spec['gtol']:g}, "
+                f"max_iter={spec['max_iter']}")
     if spec.get("name") == "newton":
         return f"newton ({spec.get('variant')}): damped Newton with the autodiff Hessian, tol={spec.get('tol'):g}"
     polish = "; then Newton's method to the optimum" if spec.get("polish") else ""
+    if isinstance(polished, dict):
+        polish = f"; then {'Levenberg-Marquardt' if polished['name'] == 'lm' else 'trust-region Newton'}"
     sched = spec.get("schedule", {})
     parts = []
     if spec.get("line_search"):
