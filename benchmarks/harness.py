@@ -78,7 +78,11 @@ class Agreement:
 
 @dataclass(frozen=True)
 class Problem:
-    """A case built at its sizes: the tools, and what to compare."""
+    """A case built at its sizes: the tools, and what to compare.
+
+    ``details`` is plain, JSON-ready data a case measured besides time (an accuracy
+    table, say); it is passed through to the results as it is.
+    """
 
     tools: Sequence[Tool]
     steps: int
@@ -86,6 +90,7 @@ class Problem:
     targets: Sequence[Target] = ()
     agreements: Sequence[Agreement] = ()
     notes: Sequence[str] = ()
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,7 @@ def measure(problem: Problem, repeats: int, log: Callable[[str], None] = print) 
         "targets": targets,
         "checks": checks,
         "notes": list(problem.notes),
+        "details": problem.details,
     }
 
 
