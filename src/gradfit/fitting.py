@@ -432,7 +432,9 @@ def _second_order_status(run, settings, out, s, code):
     if code == polish_mod.MAX_ITER:
         return "max_steps", None, done
     loss = float(out.rows[s, min(taken, out.rows.shape[1] - 1), -1])
-    if out.hessian is not None:
+    if out.hessian is not None and not np.any(out.hessian[s]):
+        point = "minimum"  # LM at a point where JᵀJ is positive definite (polish.program)
+    elif out.hessian is not None:
         point = points.kind(np.asarray(out.hessian[s], float), out.theta[s], loss, run.dtype)
     else:
         point = _point_at(run, out.theta[s], loss)

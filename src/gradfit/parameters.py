@@ -15,10 +15,11 @@ l + u²/(√(u² + 1) + 1) and √(d(d + 2)), d = φ - l, the same functions wit
 cancellation that costs a parameter near its bound its digits). T maps every real u
 inside the bounds (φ is clipped to them against rounding), so gradient descent, Adam,
 Levenberg–Marquardt and Newton run unchanged on u, and the result, its history and its
-report are in φ. A fixed scalar keeps its value and is not fitted. Where dφ/du vanishes, φ sits on its bound: such a parameter is
-reported as at its bound (``FitResult.settings["at_bound"]``), as lmfit does, and has
-no standard error. A start on a bound is moved inside it by 10⁻⁶ of the bound's scale,
-since the gradient in u is zero there.
+report are in φ. A fixed scalar keeps its value and is not fitted. Where dφ/du
+vanishes, φ sits on its bound: such a parameter is reported as at its bound
+(``FitResult.settings["at_bound"]``), as lmfit does, and has no standard error. A start
+on a bound is moved inside it by 10⁻⁶ of the bound's scale, since the gradient in u is
+zero there.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Constraints:
         outside = ((theta < lo) | (theta > hi)) & self.free  # a fixed scalar's start is not used
         if outside.any():
             s, j = (int(i) for i in np.argwhere(outside)[0])
+            where = f"{where} (start {s})" if len(theta) > 1 else where
             raise GradfitError(f"{where} puts {names[j]} at {theta[s, j]:g}, outside its bounds "
                                f"[{_bound(lo[j])}, {_bound(hi[j])}]: start inside them")
         span = np.where(np.isfinite(hi - lo), hi - lo, np.maximum(1.0, np.where(np.isfinite(lo), np.abs(lo),
@@ -116,14 +118,16 @@ class Constraints:
         return {n: str(s) for n, s, g in zip(self.free_names, side, slope) if g <= AT_BOUND}
 
     def settings(self) -> dict[str, Any]:
-        """The bounds and fixed values, as a result's settings record them."""
-        bounds = {n: [lo, hi] for n, lo, hi in zip(self.names, self.lower, self.upper)
-                  if math.isfinite(lo) or math.isfinite(hi)}
+        """The bounds and fixed values, as a result's settings record them: None for no bound, as
+        ``bounds=`` takes them (and as JSON can hold them, which it cannot ±inf)."""
+        bounds = {n: [lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None]
+                  for n, lo, hi in zip(self.names, self.lower, self.upper) if math.isfinite(lo) or math.isfinite(hi)}
         fixed = {n: v for n, v in zip(self.names, self.fixed) if v is not None}
         return {"bounds": bounds, "fixed": fixed}
 
     def describe(self) -> str:
-        parts = [f"{n} in [{_bound(lo)}, {_bound(hi)}]" for n, (lo, hi) in self.settings()["bounds"].items()]
+        parts = [f"{n} in [{_bound(lo)}, {_bound(hi)}]" for n, lo, hi in zip(self.names, self.lower, self.upper)
+                 if math.isfinite(lo) or math.isfinite(hi)]
         parts += [f"{n} = {v:g}" for n, v in self.settings()["fixed"].items()]
         return "; ".join(parts)
 

@@ -9,8 +9,10 @@ damped by λ, with the parameters scaled so that any parameter scale works:
   (JᵀJ + λ D²) δ = -Jᵀr, with D = diag(d_j), d_j the largest column norm ‖J_j‖ met so
   far (Marquardt's scaling, MINPACK's ``mode=1``). It is computed from the SVD of the
   scaled Jacobian J̃ = J D⁻¹ = U S Vᵀ as δ = -D⁻¹ V diag(s / (s² + λ)) Uᵀ r, never by
-  forming JᵀJ, so a condition number of 10¹⁶ in the unscaled problem costs no digits
-  that the data hold.
+  squaring a badly conditioned J (where the scaled Gram matrix J̃ᵀJ̃ is well conditioned,
+  its eigenvectors give the same factors more cheaply). A condition number of 10¹⁶ in
+  the unscaled problem costs no digits that the data hold. Geodesic acceleration
+  (Transtrum & Sethna 2012) adds a second-order correction along curved valleys.
 - **Trust-region Newton** (any other likelihood): the model is gᵀδ + ½ δᵀHδ with the
   autodiff Hessian H, scaled by D = diag(√|H_jj|) (the largest met so far). Where H̃ =
   D⁻¹HD⁻¹ is indefinite its eigenvalues are replaced by their absolute values (floored
@@ -67,8 +69,11 @@ CONVERGED_CODES = (FTOL, XTOL, GTOL, EXACT, NO_DECREASE, SOLVED)
 #: LM's geodesic acceleration is used while 2‖a‖/‖v‖ is at most this (Transtrum & Sethna's α).
 ACCELERATION = 0.75
 
+#: The step h of the finite difference for the residuals' curvature in the acceleration.
+ACCELERATION_STEP = 0.1
+
 #: The largest history a second-order fit keeps: one row per step taken, to this many.
-MAX_ROWS = 4096
+MAX_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ class _Local(NamedTuple):
     loss: jax.Array
     grad: jax.Array
     jac: jax.Array  # J D⁻¹ (N, P) for LM's acceleration; (0, P) otherwise
+    residuals: jax.Array  # r (N,) for LM's acceleration; (0,) otherwise
 
 
 def _residuals(objective: Objective):
@@ -180,13 +186,29 @@ def _residuals(objective: Objective):
 
 
 def _svd(a, r):
-    """(s, Vᵀ, Uᵀr) of a = U S Vᵀ; through a QR first when a is tall (cheaper, as accurate)."""
-    if a.shape[0] >= 2 * a.shape[1]:
-        q, upper = jnp.linalg.qr(a)
-        u, s, vt = jnp.linalg.svd(upper)
-        return s, vt, u.T @ (q.T @ r)
-    u, s, vt = jnp.linalg.svd(a, full_matrices=False)
-    return s, vt, u.T @ r
+    """(s², V, S Uᵀr) of a = U S Vᵀ: what the damped step needs.
+
+    A tall a (columns of unit norm at most) with a well-conditioned Gram matrix aᵀa
+    (condition below 10⁸) takes the eigenvectors of aᵀa, an N·P² product and a P×P
+    eigenproblem; otherwise a QR then the SVD of R, which loses no digits to squaring.
+    The step's accuracy only sets how fast the iteration converges, not where: the
+    residuals and gradient that decide the optimum are evaluated directly.
+    """
+    def by_svd(_):
+        if a.shape[0] >= 2 * a.shape[1]:
+            q, upper = jnp.linalg.qr(a)
+            u, s, vt = jnp.linalg.svd(upper)
+            return s * s, vt.T, s * (u.T @ (q.T @ r))
+        u, s, vt = jnp.linalg.svd(a, full_matrices=False)
+        return s * s, vt.T, s * (u.T @ r)
+
+    if a.shape[0] < 2 * a.shape[1]:
+        return by_svd(None)
+    gram = a.T @ a
+    w, v = jnp.linalg.eigh(0.5 * (gram + gram.T))
+    w = jnp.maximum(w, 0.0)
+    well = jnp.min(w) > 1e-8 * jnp.max(w)
+    return lax.cond(well, lambda _: (w, v, v.T @ (a.T @ r)), by_svd, None)
 
 
 def _lm_local(objective: Objective, n_rows: int, size: int):
@@ -202,35 +224,28 @@ def _lm_local(objective: Objective, n_rows: int, size: int):
     # L = a ‖r‖² + b for the normal loss: a from σ and the reduction, b the dropped constants
     a = (1.0 if sigma is None else 1.0 / (2.0 * sigma * sigma)) / (n_rows if objective.reduction == "mean" else 1)
 
-    def value(theta, x, y):
-        r = residuals(theta, x, y)
-        return 0.5 * jnp.sum(r * r)
-
     def local(theta, scale, x, y, offset):
         j, r = jac(theta, x, y)
         norms = jnp.sqrt(jnp.sum(j * j, axis=0))
         scale = jnp.maximum(scale, jnp.where(norms > 0, norms, 1.0))
-        s, vt, q = _svd(j / scale, r)
+        w, basis, c = _svd(j / scale, r)
         square = jnp.sum(r * r)
         rnorm = jnp.sqrt(square)
         jtr = j.T @ r
         cosines = jnp.abs(jtr) / jnp.maximum(norms * rnorm, jnp.finfo(r.dtype).tiny)
-        return _Local(0.5 * square, vt.T, s * s, s * q, scale, jnp.max(cosines), a * square + offset, 2 * a * jtr,
-                      j / scale)
+        return _Local(0.5 * square, basis, w, c, scale, jnp.max(cosines), a * square + offset, 2 * a * jtr,
+                      j / scale, r)
 
     def offset(theta, x, y):
         r = residuals(theta, x, y)
         return objective.value(theta, x, y) - a * jnp.sum(r * r)
 
-    return value, local, offset
+    return local, offset
 
 
 def _newton_local(objective: Objective):
     vg = jax.value_and_grad(objective.value)
     hess = jax.hessian(objective.value)
-
-    def value(theta, x, y):
-        return objective.value(theta, x, y)
 
     def local(theta, scale, x, y, offset):
         v, g = vg(theta, x, y)
@@ -244,12 +259,12 @@ def _newton_local(objective: Objective):
         c = basis.T @ (g / scale)
         decrement = jnp.sqrt(jnp.sum(c * c / jnp.where(w > 0, w, 1.0)))
         return _Local(v, basis, w, c, scale, decrement / jnp.sqrt(jnp.abs(v) + 1.0), v, g,
-                      jnp.zeros((0, theta.shape[0]), theta.dtype))
+                      jnp.zeros((0, theta.shape[0]), theta.dtype), jnp.zeros((0,), theta.dtype))
 
     def offset(theta, x, y):
         return jnp.zeros((), theta.dtype)
 
-    return value, local, offset
+    return local, offset
 
 
 # -- the iteration ----------------------------------------------------------------------------------------
@@ -264,6 +279,7 @@ class _State(NamedTuple):
     taken: jax.Array
     code: jax.Array
     rows: jax.Array  # (R, P + 3): [φ..., |∇L|², λ, L] at each point taken
+    smooth: jax.Array  # the last step was taken with ρ > 0.75: the next needs no acceleration
 
 
 @lru_cache(maxsize=64)
@@ -274,20 +290,16 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
     its first call; the tolerances and the cap are runtime arguments.
     """
     size = objective.model.size
-    value, local, offset_at = (_lm_local(objective, n_rows, size) if method == "lm" else _newton_local(objective))
+    local, offset_at = (_lm_local(objective, n_rows, size) if method == "lm" else _newton_local(objective))
     hessian = jax.hessian(objective.value)
     residuals = _residuals(objective)
 
-    def curvature_along(theta, v, x, y):
-        """r_vv = d²/dt² r(θ + t v) at t = 0, by forward mode over forward mode."""
-        def along(t):
-            return residuals(theta + t * v, x, y)
-
-        def slope(t):
-            return jax.jvp(along, (t,), (jnp.ones_like(t),))[1]
-
-        zero = jnp.zeros((), theta.dtype)
-        return jax.jvp(slope, (zero,), (jnp.ones_like(zero),))[1]
+    def curvature_along(theta, v, here: _Local, x, y):
+        """r_vv ≈ d²/dt² r(θ + t v) at t = 0 by one extra evaluation, (2/h)((r(θ + hv) - r)/h - Jv), h = 0.1,
+        as GSL's geodesic acceleration does (the correction needs its direction, not many digits)."""
+        h = ACCELERATION_STEP
+        jv = here.jac @ (here.scale * v)
+        return (2.0 / h) * ((residuals(theta + h * v, x, y) - here.residuals) / h - jv)
 
     def row(theta, lam, here: _Local):
         return jnp.concatenate([theta, jnp.stack([jnp.sum(here.grad * here.grad), lam, here.loss])])
@@ -307,7 +319,7 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
         code = jnp.where(~finite, NOT_FINITE,
                          jnp.where(here.value == 0, EXACT, jnp.where(here.test <= gtol, GTOL, RUNNING)))
         state = _State(theta0, here, lam.astype(dtype), jnp.asarray(2.0, dtype), jnp.asarray(0, jnp.int32),
-                       jnp.asarray(0, jnp.int32), code.astype(jnp.int32), rows)
+                       jnp.asarray(0, jnp.int32), code.astype(jnp.int32), rows, jnp.asarray(False))
 
         def step(state: _State) -> _State:
             here, lam = state.local, state.lam
@@ -317,7 +329,10 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
                 # Geodesic acceleration (Transtrum & Sethna 2012): a second-order correction
                 # a = -(J̃ᵀJ̃ + λ)⁻¹ J̃ᵀ r_vv follows a curved valley; δ = v + a/2, taken only
                 # while the correction is small, 2‖a‖ ≤ 0.75 ‖v‖ (scaled).
-                rvv = curvature_along(state.theta, delta, x, y)
+                # Where the last step went as the model said (ρ > 0.75) the valley is not
+                # curving away, and the correction (one more evaluation) is left out.
+                rvv = lax.cond(state.smooth, lambda _: jnp.zeros_like(here.residuals),
+                               lambda _: curvature_along(state.theta, delta, here, x, y), None)
                 za = -(here.basis.T @ (here.jac.T @ rvv)) / (here.curvature + lam)
                 small = 2 * jnp.sqrt(jnp.sum(za * za)) <= ACCELERATION * jnp.sqrt(jnp.sum(z * z))
                 small = small | ~jnp.all(jnp.isfinite(za))
@@ -328,26 +343,22 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
                 small = jnp.asarray(True)
             predicted = -jnp.sum(here.slope * z + 0.5 * here.curvature * z * z)
             trial = state.theta + delta
-            new_value = value(trial, x, y)
+            # The model at the trial point in the same pass as its value (forward mode gives
+            # r with J): a refused step wastes it, a taken one (most) saves an evaluation.
+            there = local(trial, here.scale, x, y, offset)
+            new_value = there.value
+            good = jnp.isfinite(there.value) & jnp.all(jnp.isfinite(there.slope)) & jnp.all(
+                jnp.isfinite(there.curvature))
             actual = here.value - new_value
             rho = jnp.where(predicted > 0, actual / predicted, -1.0)
             # Near the optimum the decrease falls below the rounding of F while the model's
             # step is still exact: take such a step (the tests on x and g then end the fit).
             eps = jnp.finfo(dtype).eps
             in_noise = (predicted <= 1e-12 * jnp.abs(here.value)) & (actual >= -8 * eps * jnp.abs(here.value))
-            take = jnp.isfinite(new_value) & ((rho > 1e-4) | in_noise) & small
+            take = good & ((rho > 1e-4) | in_noise) & small
             rho = jnp.where(take & (rho <= 1e-4), 1.0, rho)
             scaled_step = jnp.sqrt(jnp.sum((here.scale * delta) ** 2))
             scaled_x = jnp.sqrt(jnp.sum((here.scale * state.theta) ** 2))
-
-            def taken(_):
-                there = local(trial, here.scale, x, y, offset)
-                good = jnp.isfinite(there.value) & jnp.all(jnp.isfinite(there.slope)) & jnp.all(
-                    jnp.isfinite(there.curvature))
-                return there, good
-
-            there, good = lax.cond(take, taken, lambda _: (here, jnp.asarray(True)), None)
-            take = take & good
             there = jax.tree.map(lambda a, b: jnp.where(take, a, b), there, here)
             theta = jnp.where(take, trial, state.theta)
             factor = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
@@ -367,11 +378,18 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
                    jnp.where(~jnp.isfinite(lam_new) | (lam_new > 1e250), NO_DECREASE,
                    jnp.where(iteration >= max_iter, MAX_ITER, RUNNING))))))
             return _State(theta, there, lam_new.astype(dtype), nu.astype(dtype), iteration, taken_count,
-                          code.astype(jnp.int32), rows)
+                          code.astype(jnp.int32), rows, take & (rho > 0.75))
 
         end = lax.while_loop(lambda s: s.code == RUNNING, step, state)
-        # The Hessian of L where it ended, to tell a minimum from a saddle (`gradfit.points`).
-        h = hessian(end.theta, x, y) if size <= points.MAX_SIZE else jnp.zeros((0, 0), dtype)
+        if size > points.MAX_SIZE:
+            return end, jnp.zeros((0, 0), dtype)
+        # The Hessian of L where it ended tells a minimum from a saddle or a plateau
+        # (`gradfit.points`). Least squares needs it only where the scaled Jacobian is
+        # nearly singular: elsewhere JᵀJ is positive definite, and a fit that only ever
+        # descends does not come to rest on a saddle. A zero matrix marks "not needed".
+        w = end.local.curvature
+        needed = (jnp.min(w) <= 1e-10 * jnp.maximum(jnp.max(w), 1.0)) if method == "lm" else jnp.asarray(True)
+        h = lax.cond(needed, lambda t: hessian(t, x, y), lambda t: jnp.zeros((size, size), dtype), end.theta)
         return end, h
 
     def one(starts, *args):  # one start: no vmap, so lax.cond skips the branch not taken
@@ -390,7 +408,7 @@ class Outcome(NamedTuple):
     iterations: np.ndarray
     taken: np.ndarray
     rows: np.ndarray  # (S, R, P + 3)
-    hessian: np.ndarray | None = None  # (S, P, P) of L at theta; None for models over points.MAX_SIZE
+    hessian: np.ndarray | None = None  # (S, P, P) of L at theta, zero where LM needs none; None over MAX_SIZE
 
 
 def minimize(objective: Objective, starts: np.ndarray, x, y, settings: SecondOrder) -> Outcome:
