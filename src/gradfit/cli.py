@@ -216,6 +216,8 @@ def fit(
         if design and model != "linear":
             raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
                                f"--model linear, not --model {model}")
+        if optimizer in ("lm", "newton"):
+            _no_rate_options(ctx, optimizer, "lr", "schedule", "decay_factor", "decay_every", "warmup")
         the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                              decay_factor, decay_every, warmup, line_search)
         # Only what was asked for goes on to the fit, so its own defaults hold.
@@ -227,6 +229,8 @@ def fit(
         regression = model == "linear" and loss in ("poisson", "bernoulli", "categorical")
         with _ProgressBar(quiet) as bar, _Warnings(quiet):
             if design or regression:
+                _curve_fit_options_only(bound=bound, fix=fix, sigma=sigma, weights=weights,
+                                        absolute_sigma=absolute_sigma or None)
                 dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init, seed,
                                                    delimiter)
                 result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
@@ -261,6 +265,18 @@ def fit(
         text = result.stopped if result.stopped.startswith("diverged") else f"diverged: {result.stopped}"
         err.print(Text(text))
         raise typer.Exit(3)
+
+
+def _no_rate_options(ctx, optimizer, *names) -> None:
+    """A second-order method has no learning rate: options that set one are refused, not ignored."""
+    from gradfit.errors import GradfitError
+
+    # typer ships its own copy of click: compare the source by name, not by click's enum
+    given = [n for n in names if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise GradfitError(f"--optimizer {optimizer} chooses its own steps and takes no learning rate: leave out "
+                           f"{flags} (--steps caps its iterations)")
 
 
 def _write_json(result, path) -> None:
@@ -368,6 +384,17 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None, 
     if name == "gabor":
         return gf.gabor_data(seed, s=scale)
     return BUILTIN[name](seed)
+
+
+def _curve_fit_options_only(**given) -> None:
+    """Refuse options a regression (GLM) fit does not take, rather than ignore them."""
+    from gradfit.errors import GradfitError
+
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
+    if named:
+        raise GradfitError(f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} for curve fits; a linear model "
+                           "with a count, binary or class loss is fitted as a regression model (GLM), which takes "
+                           "none of them: leave them out")
 
 
 def _is_formula(model) -> bool:
@@ -692,7 +719,8 @@ def _with_inference(result, model, loss, dataset):
     if isinstance(result, MultiFit) or result.status == "diverged":
         return result
     try:
-        return infer(result, model, loss, dataset)
+        # the data as the fit saw them (with --sigma or --weights, weighted): the result's own
+        return infer(result) if result.source is not None else infer(result, model, loss, dataset)
     except GradfitError:
         return result
 
@@ -712,7 +740,7 @@ def _print_report(result, dataset) -> None:
         level = f"{100 * inf.level:g}%"
         for col in ("std err", f"{inf.dist} value", f"P>|{inf.dist}|", f"{level} lower", f"{level} upper"):
             table.add_column(col, justify="right")
-    position = 0
+    position, rows = 0, []
     for name in result.param_names:
         value = result.params[name]
         if isinstance(value, float):
@@ -731,6 +759,10 @@ def _print_report(result, dataset) -> None:
         else:
             row = [name, _array_text(value)] + ([""] * 5 if errors else [])
             position += value.size
+        rows.append(row)
+    for j, column in enumerate(table.columns):  # never cut a number to fit 80 columns
+        column.min_width = max([len(str(column.header))] + [len(r[j]) for r in rows if j < len(r)])
+    for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     meaning = loss_meaning(result)
     if inf is not None:

@@ -252,7 +252,7 @@ def _weighted(data: Dataset, loss: Loss, sigma, absolute_sigma, weights) -> Data
         if bad.any():
             i = int(np.nonzero(bad)[0][0])
             raise GradfitError(f"sigma must be finite and > 0; it is {values[i]} at row index {i}")
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
             w = 1.0 / (values * values)
         if not np.all(np.isfinite(w)):
             raise GradfitError("sigma holds values so small that 1/σ² overflows: rescale the targets")
@@ -273,6 +273,9 @@ def _second_order_settings(settings, objective, steps, epochs, batch_size, check
         raise GradfitError(f"{settings.method} runs in one compiled call of a few iterations: it keeps no "
                            "checkpoint; leave out checkpoint and resume")
     if steps is not None:
+        if _whole(steps) and steps > polish_mod.MAX_ITER_CAP:
+            raise GradfitError(f"steps caps {settings.method}'s iterations; it may be at most "
+                               f"{polish_mod.MAX_ITER_CAP:,}, not {steps:,}")
         if not _whole(steps) or steps < 1:
             raise GradfitError(f"steps (the cap on {settings.method}'s iterations) must be a whole number >= 1, "
                                f"not {steps!r}")

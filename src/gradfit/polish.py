@@ -66,6 +66,9 @@ REASONS = {
 }
 CONVERGED_CODES = (FTOL, XTOL, GTOL, EXACT, NO_DECREASE, SOLVED)
 
+#: The most iterations a second-order fit may be asked for.
+MAX_ITER_CAP = 10**7
+
 #: LM's geodesic acceleration is used while 2‖a‖/‖v‖ is at most this (Transtrum & Sethna's α).
 ACCELERATION = 0.75
 
@@ -102,7 +105,7 @@ class SecondOrder:
         if not (isinstance(self.damping, int | float) and math.isfinite(self.damping) and self.damping > 0):
             raise GradfitError(f"the initial damping must be a number > 0, not {self.damping!r}")
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int | np.integer) or not (
-                1 <= self.max_iter <= 10**7):
+                1 <= self.max_iter <= MAX_ITER_CAP):
             raise GradfitError(f"max_iter must be a whole number from 1 to 10,000,000, not {self.max_iter!r}")
 
     @property
@@ -375,7 +378,7 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
                    jnp.where(take & (there.test <= gtol), GTOL,
                    jnp.where(ftol_met, FTOL,
                    jnp.where(xtol_met, XTOL,
-                   jnp.where(~jnp.isfinite(lam_new) | (lam_new > 1e250), NO_DECREASE,
+                   jnp.where(~jnp.isfinite(lam_new) | (lam_new > jnp.sqrt(jnp.finfo(dtype).max)), NO_DECREASE,
                    jnp.where(iteration >= max_iter, MAX_ITER, RUNNING))))))
             return _State(theta, there, lam_new.astype(dtype), nu.astype(dtype), iteration, taken_count,
                           code.astype(jnp.int32), rows, take & (rho > 0.75))
@@ -427,9 +430,9 @@ def minimize(objective: Objective, starts: np.ndarray, x, y, settings: SecondOrd
 
 
 def lm_refusal(loss_name: str) -> str:
-    return (f"Levenberg-Marquardt fits least squares (the normal loss), not the {loss_name} loss: use "
-            "--polish (or polish=True), which finishes any likelihood with trust-region Newton, or "
-            "a first-order optimiser such as adam")
+    return (f"Levenberg-Marquardt fits least squares (the normal loss), not the {loss_name} loss: use the "
+            "optimizer 'newton' (trust-region Newton, any likelihood), or a first-order optimiser such as adam "
+            "with polish=True (--polish), which finishes with trust-region Newton")
 
 
 # -- linear least squares -------------------------------------------------------------------------------

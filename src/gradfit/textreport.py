@@ -142,6 +142,9 @@ def loss_meaning(result: FitResult) -> str:
     name = objective.split("(")[0].split(",")[0].strip()
     full = "full=True" in objective or ("sigma=" in objective and "sigma=None" not in objective)
     meaning = "negative log-likelihood" if full else _MEANINGS.get(name, "negative log-likelihood")
+    if "absolute_sigma" in result.settings:  # recorded for weighted fits (sigma= or weights=)
+        meaning = ("weighted sum of squared residuals, Σ w (f - y)²" if meaning == "sum of squared residuals"
+                   else f"weighted {meaning}")
     if objective.endswith(", mean"):
         meaning = ("mean squared residual" if meaning == "sum of squared residuals"
                    else f"{meaning}, averaged over the examples")
