@@ -318,3 +318,26 @@ def test_named_init_parse_errors_name_the_flag():
 def test_regression_fits_do_not_drop_curve_fit_options(args):
     result = run("--loss", "poisson", "--quiet", *args)
     assert result.exit_code == 2, "exit 0: the option was dropped without a word"
+
+
+# -- a formula on the built-in data, as the issue spells the command ------------------------------------
+
+
+def test_formula_on_builtin_data_fits_by_lm_with_named_starts(tmp_path):
+    path = tmp_path / "r.json"
+    result = run("--model", "a*exp(-k*x) + c", "--init", "a=1,k=0.1", "--bound", "k=0:inf", "--fix", "a=1",
+                 "--json", str(path))
+    assert result.exit_code == 0, result.output
+    d = json.loads(path.read_text())
+    assert list(d["params"]) == ["a", "k", "c"] and d["params"]["a"] == 1.0 and d["params"]["k"] >= 0
+    assert d["optimizer"]["name"] == "lm" and d["settings"]["fixed"] == {"a": 1.0}
+    # the same fit through the library: the formula's model on the built-in Gabor data
+    lib = gf.fit(gf.expression("a*exp(-k*x) + c"), "normal", gf.gabor_data(0), "lm", init={"a": 1, "k": 0.1, "c": 1},
+                 bounds={"k": (0, None)}, fixed={"a": 1.0})
+    np.testing.assert_allclose([d["params"]["k"], d["params"]["c"]], [lib.params["k"], lib.params["c"]], rtol=1e-9)
+
+
+def test_formula_reading_no_input_names_the_inputs_there_are(tmp_path):
+    one_line_error(run("--model", "a*exp(-k*t) + c"), "reads no input", "built-in data's input is x", "--x")
+    csv = write_csv(tmp_path / "d.csv", t=np.arange(5.0), y=np.arange(5.0))
+    one_line_error(run("--data", str(csv), "--model", "a*exp(-k*z) + c"), "none of d.csv's columns (t)", "--x")

@@ -238,7 +238,8 @@ def fit(
             else:
                 extra = [c for c in (sigma, weights) if c is not None and not _is_number(c)]
                 if _is_formula(model) and x is None:
-                    x = _formula_inputs(model, data, y, builtin, delimiter, extra)
+                    inputs = _formula_inputs(model, data, y, builtin, delimiter, extra)
+                    x = inputs if data is not None else None  # built-in data: its one input, x
                 dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter, extra)
                 the_model = _model(gf, model, dataset, loss, scale, width)
                 the_loss = gf.make_loss(loss)
@@ -416,11 +417,17 @@ def _formula_inputs(formula, path, y, builtin, delimiter, extra) -> str:
         names = column_names(path, _separator(delimiter))
         target = y if y is not None else (names[-1] if names else None)
         columns = tuple(n for n in names if n != target and n not in extra)
-    _, inputs = parameter_names(formula, columns=columns)
+    try:
+        _, inputs = parameter_names(formula, columns=columns)
+    except GradfitError as exc:
+        if "none of the data's columns" not in str(exc):
+            raise
+        inputs = ()
     if not inputs:
-        where = f"columns of {Path(path).name} ({', '.join(columns)})" if path is not None else "x (built-in data)"
-        raise GradfitError(f"the formula {formula!r} uses none of the {where} as an input; name them in it, "
-                           "or give --x")
+        where = (f"none of {Path(path).name}'s columns ({', '.join(columns)})" if path is not None
+                 else "no input: the built-in data's input is x")
+        raise GradfitError(f"the formula {formula!r} reads {where}; write the inputs' names in it, "
+                           "or name them with --x")
     return ",".join(inputs)
 
 
