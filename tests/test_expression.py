@@ -345,3 +345,13 @@ def test_any_text_makes_a_model_or_a_gradfit_error(text):
     again = gf.expression(dict(model.settings)["formula"])  # the normal spelling reads back as the same tree
     assert again == model
     np.testing.assert_array_equal(again(x, params), out)
+
+
+def test_a_formula_fitted_to_a_table_takes_its_inputs_by_name():
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0.0, 5.0, 30)
+    # the table holds a column the formula does not read, between its input and the target
+    table = pd.DataFrame({"t": t, "err": 0.05, "signal": 2.5 * np.exp(-0.8 * t) + 0.5})
+    model = gf.expression("a*exp(-k*t) + c", columns=table.columns[:-1])
+    result = gf.fit(model, "normal", table, "lm")
+    np.testing.assert_allclose([result.params[n] for n in "akc"], [2.5, 0.8, 0.5], rtol=1e-9)

@@ -27,7 +27,7 @@ from . import checkpoint as checkpoints
 from . import interrupts, loop, newton, parameters, points
 from . import polish as polish_mod
 from .batches import BatchSource
-from .data import Dataset, as_dataset
+from .data import Dataset, _is_table, as_dataset
 from .errors import GradfitError, Interrupted
 from .history import Recorder, default_max_rows
 from .loop import CONVERGED, DIV_GRAD, DIV_LOSS, DIV_PARAMS, RUNNING, default_dtype
@@ -492,7 +492,11 @@ def _point_at(run: _Run, theta: np.ndarray, loss: float) -> str | None:
 
 
 def _resolve(model, loss, data, optimizer, reduction):
-    data = as_dataset(data)
+    inputs = getattr(getattr(model, "fn", None), "inputs", None) if isinstance(model, Model) else None
+    if inputs and isinstance(data, (str, Path)) or (inputs and _is_table(data)):
+        data = as_dataset(data, list(inputs))  # a formula's inputs, by name, from a table's columns
+    else:
+        data = as_dataset(data)
     if isinstance(model, str):
         model = linear_for(data) if model == "linear" else make_model(model)
     if isinstance(loss, str):
