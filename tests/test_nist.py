@@ -29,8 +29,17 @@ LEVELS = {"lower": 8, "average": 11, "higher": 8}
 
 
 @pytest.fixture(scope="module")
-def root(shared_data) -> Path:
-    return shared_data("nist", *(f"{name}.dat" for name in nist.PROBLEMS))
+def root() -> Path:
+    """../shared/data/nist beside the checkout, or the repository's copy (benchmarks/data/nist)."""
+    return nist.DEFAULT_ROOT
+
+
+def test_the_repository_copy_is_nists_files():
+    copy = ROOT / "benchmarks" / "data" / "nist"
+    assert sorted(p.name for p in copy.glob("*.dat")) == sorted(f"{name}.dat" for name in nist.PROBLEMS)
+    if nist.SHARED_ROOT.is_dir():  # the same bytes as the shared data sets
+        for name in nist.PROBLEMS:
+            assert (copy / f"{name}.dat").read_bytes() == (nist.SHARED_ROOT / f"{name}.dat").read_bytes()
 
 
 @pytest.fixture(scope="module")
