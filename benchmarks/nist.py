@@ -62,7 +62,8 @@ PROBLEMS: tuple[str, ...] = (
 #: Where the data sit, relative to the repository root (they are not shipped with it).
 SHARED_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "nist"
 #: The data sets beside the checkout (../shared/data/nist) when they are there, else this repository's copy.
-DEFAULT_ROOT = SHARED_ROOT if (SHARED_ROOT / "Misra1a.dat").is_file() else Path(__file__).resolve().parent / "data" / "nist"
+COPY_ROOT = Path(__file__).resolve().parent / "data" / "nist"
+DEFAULT_ROOT = SHARED_ROOT if (SHARED_ROOT / "Misra1a.dat").is_file() else COPY_ROOT
 
 #: LREs are clipped here: the certified values carry 11 significant digits, so more
 #: agreement than 11 digits cannot be measured against them.
