@@ -395,11 +395,17 @@ def program(objective: Objective, method: str, n_rows: int, history: int):
         h = lax.cond(needed, lambda t: hessian(t, x, y), lambda t: jnp.zeros((size, size), dtype), end.theta)
         return end, h
 
-    def one(starts, *args):  # one start: no vmap, so lax.cond skips the branch not taken
-        end, h = run(starts[0], *args)
-        return jax.tree.map(lambda a: a[None], end), h[None]
+    def packed(theta0, *args):
+        """What the host needs, as one vector (one transfer): θ, code, iterations, steps taken, H, rows."""
+        end, h = run(theta0, *args)
+        dtype = theta0.dtype
+        counts = jnp.stack([end.code, end.iteration, end.taken]).astype(dtype)
+        return jnp.concatenate([end.theta, counts, jnp.ravel(h), jnp.ravel(end.rows)])
 
-    many = jax.vmap(run, in_axes=(0, None, None, None, None, None, None, None))
+    def one(starts, *args):  # one start: no vmap, so lax.cond skips the branch not taken
+        return packed(starts[0], *args)[None]
+
+    many = jax.vmap(packed, in_axes=(0, None, None, None, None, None, None, None))
     return jax.jit(one), jax.jit(many)
 
 
@@ -422,11 +428,15 @@ def minimize(objective: Objective, starts: np.ndarray, x, y, settings: SecondOrd
     single, batched = program(objective, settings.method, int(np.shape(y)[0]), history)
     fit = single if len(starts) == 1 else batched
     dtype = starts.dtype
-    out, hess = fit(starts, x, y, dtype.type(settings.ftol), dtype.type(settings.xtol), dtype.type(settings.gtol),
-                    np.int32(settings.max_iter), dtype.type(settings.damping))
-    theta, code, iterations, taken, rows, hess = jax.device_get(
-        (out.theta, out.code, out.iteration, out.taken, out.rows, hess))
-    return Outcome(theta, code, iterations, taken, rows, hess if hess.shape[-1] else None)
+    out = np.asarray(jax.device_get(fit(starts, x, y, dtype.type(settings.ftol), dtype.type(settings.xtol),
+                                        dtype.type(settings.gtol), np.int32(settings.max_iter),
+                                        dtype.type(settings.damping))))
+    size = starts.shape[1]
+    h_size = size * size if size <= points.MAX_SIZE else 0
+    theta, counts = out[:, :size], out[:, size:size + 3].astype(np.int64)
+    hess = out[:, size + 3:size + 3 + h_size].reshape(len(out), size, size) if h_size else None
+    rows = out[:, size + 3 + h_size:].reshape(len(out), history, size + 3)
+    return Outcome(theta, counts[:, 0], counts[:, 1], counts[:, 2], rows, hess)
 
 
 def lm_refusal(loss_name: str) -> str:
