@@ -32,7 +32,7 @@ FORMULAS = {
                       lambda x, p: p["a"] * jnp.exp(-((x[:, 0] - p["m"]) ** 2 + (x[:, 1] - p["n"]) ** 2)), 2),
     "MGH09": ("b1*(x**2+x*b2) / (x**2+x*b3+b4)", None, dict(b1=0.19, b2=0.19, b3=0.12, b4=0.14),
               lambda x, p: p["b1"] * (x**2 + x * p["b2"]) / (x**2 + x * p["b3"] + p["b4"]), 1),
-    "constants and powers": ("a*sin(2*pi*x/w) + e**(-x) * pow(b, 2) - x**-2 / c", None,
+    "constants and powers": ("a*sin(2*pi*x/w) + exp(1)**(-x) * pow(b, 2) - x**-2 / c", None,
                              dict(a=0.5, w=1.7, b=0.3, c=4.0),
                              lambda x, p: p["a"] * jnp.sin(2 * math.pi * x / p["w"]) + math.e ** (-x) * p["b"] ** 2
                              - x**-2 / p["c"], 1),
@@ -139,7 +139,8 @@ def test_the_formula_is_kept_in_one_normal_spelling_that_reads_back_the_same(for
     ("a*exp(-k*x) + c", {}, ("a", "k", "c"), ("x",)),
     ("c + a*exp(-k*x)", {}, ("c", "a", "k"), ("x",)),
     ("k*x + k**2 + b*x", {}, ("k", "b"), ("x",)),
-    ("a*exp(-x/e) + pi*b", {}, ("a", "b"), ("x",)),
+    ("a*exp(-x/2) + pi*b", {}, ("a", "b"), ("x",)),
+    ("b1*(1-exp[-b2*x]) + e", {}, ("b1", "b2", "e"), ("x",)),  # NIST's error term is a name, never 2.718...
     ("a*e + t", {"inputs": ["e", "t"]}, ("a",), ("e", "t")),
     ("a*exp(-k*t)", {"columns": ["t", "y2"]}, ("a", "k"), ("t",)),
     ("b*x + a*t", {"columns": ["t", "x"]}, ("b", "a"), ("t", "x")),
@@ -206,7 +207,8 @@ REFUSED = {
     "syntax": ("a*exp(-k*x", {}, ["cannot read", "column 6", "'a*exp(-k*x'", "never closed"]),
     "syntax on a second line": ("a*x\n+b", {}, ["line 2", "column 1"]),
     "implicit product": ("2x*a", {}, ["cannot read", "column"]),
-    "assignment": ("a = x", {}, ["cannot read"]),
+    "assignment": ("a = b = x", {}, ["cannot read"]),
+    "a target and no parameter": ("y = 2*x", {}, ["no parameters"]),
     "null byte": ("a*x\x00", {}, ["cannot read"]),
     "unknown function": ("a*ecp(-k*x)", {}, ["unknown function 'ecp'", "did you mean exp", "sigmoid"]),
     "unknown function, capitalised": ("a*Exp(x)", {}, ["unknown function 'Exp'", "did you mean exp"]),
@@ -258,7 +260,7 @@ REFUSED = {
     "deep powers": ("a**" * 400 + "x", {}, [f"deeper than {MAX_DEPTH}"]),
     "no x": ("a + b*t", {}, ["has no x", "inputs=[...]"]),
     "no parameter": ("x + 1", {}, ["no parameters", "input (x)"]),
-    "only constants": ("pi*e*x", {}, ["no parameters"]),
+    "only constants": ("pi*exp(1)*x", {}, ["no parameters"]),
     "input absent": ("a*x", {"inputs": ["x", "t"]}, ["input 't' does not appear"]),
     "input not a name": ("a*x", {"inputs": ["x y"]}, ["'x y'", "not a name"]),
     "input keyword": ("a*x", {"inputs": ["lambda"]}, ["'lambda'", "not a name"]),
@@ -355,3 +357,18 @@ def test_a_formula_fitted_to_a_table_takes_its_inputs_by_name():
     model = gf.expression("a*exp(-k*t) + c", columns=table.columns[:-1])
     result = gf.fit(model, "normal", table, "lm")
     np.testing.assert_allclose([result.params[n] for n in "akc"], [2.5, 0.8, 0.5], rtol=1e-9)
+
+
+@pytest.mark.parametrize(("spelled", "meant"), [
+    ("y = b1*(1-exp[-b2*x])", "b1*(1-exp(-b2*x))"),  # NIST's headers: a target, and exp[...] for a call
+    ("signal = b1 / ((1+exp[b2-b3*x])**(1/b4))", "b1 / ((1+exp(b2-b3*x))**(1/b4))"),
+    ("(b1/b2) * exp[-0.5*((x-b3)/b2)**2]", "(b1/b2) * exp(-0.5*((x-b3)/b2)**2)"),
+])
+def test_nists_spelling_reads_as_the_same_model(spelled, meant):
+    assert gf.expression(spelled) == gf.expression(meant)
+
+
+@pytest.mark.parametrize("formula", ["y == a*x", "a[0]*x", "exp[1:2]*a", "y = a = x", "2 = a*x"])
+def test_what_looks_like_nists_spelling_but_is_not_is_still_refused(formula):
+    with pytest.raises(gf.GradfitError):
+        gf.expression(formula)

@@ -14,8 +14,11 @@ import math
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+
+import gradfit as gf
 
 # benchmarks/ sits beside src/ and is not installed: import it from the checkout.
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +108,21 @@ def test_a_bad_file_is_refused(tmp_path, root):
 def test_the_model_gives_the_certified_rss_at_the_certified_values(problems, name):
     p = problems[name]
     assert p.residual_ss(p.certified) == pytest.approx(p.rss, rel=1e-8)
+
+
+@pytest.mark.parametrize("name", [n for n in nist.PROBLEMS if n not in ("Nelson", "Roszman1")])
+def test_nists_printed_formula_is_a_gradfit_expression_of_the_same_model(problems, name):
+    # The header's formula pasted as it is ("y = b1*(1-exp[-b2*x])  +  e"), less NIST's error
+    # term e, is the same model as the function written for the benchmark. (Nelson's is for
+    # log[y]; Roszman1's defines pi on the line before.)
+    p = problems[name]
+    text = p.formula.rstrip()
+    assert text.endswith("e")
+    model = gf.expression(text[:-1].rstrip().rstrip("+"))
+    assert sorted(model.param_names) == sorted(f"b{i + 1}" for i in range(p.k))  # in order of appearance
+    with jax.enable_x64(True):
+        fitted = np.asarray(model(p.x, {f"b{i + 1}": v for i, v in enumerate(p.certified)}))
+    np.testing.assert_allclose(fitted, p.predict(p.certified), rtol=1e-12, atol=1e-12 * np.max(np.abs(p.y)))
 
 
 def test_lanczos1_fits_its_data_to_the_rounding_of_the_certified_values(problems):

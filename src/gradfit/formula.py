@@ -4,10 +4,14 @@ A formula is one expression of arithmetic in Python's spelling. Python's own par
 reads it (`ast`, ``mode="eval"``); it is never run as code. Each node of the tree is
 checked against this grammar and turned into a small jax.numpy function, once:
 
-- numbers: ``2``, ``0.5``, ``1e-3``; the constants ``pi`` and ``e``;
+- numbers: ``2``, ``0.5``, ``1e-3``; the constant ``pi`` (Euler's number is ``exp(1)``:
+  ``e`` is an ordinary name, since formulas as NIST and others print them end in ``+ e``
+  for the error, which must not silently become 2.718...);
 - names: letters, digits and ``_``, not starting with ``_``;
 - ``+``, ``-``, ``*``, ``/``, ``**`` for powers, unary ``-`` and ``+``, parentheses;
-- calls of the functions in `FUNCTIONS`, arguments by position: exp, log, log10,
+- a target's name before ``=`` is ignored: ``y = a*x + b`` is ``a*x + b``;
+- calls of the functions in `FUNCTIONS`, arguments by position (``exp[-b2*x]``, NIST's
+  spelling, is read as ``exp(-b2*x)``): exp, log, log10,
   log1p, expm1, sqrt, sin, cos, tan, arcsin (asin), arccos (acos), arctan (atan),
   arctan2 (atan2, two arguments), sinh, cosh, tanh, abs, erf, erfc, sigmoid,
   softplus, min and max (two arguments, elementwise), pow (two arguments).
@@ -22,7 +26,7 @@ such as ``a + b - c`` or ``a * b / c`` as one level.
 
 Names split into inputs and parameters. The inputs are the names in ``inputs``;
 without it, the formula's names that are among ``columns`` (the data's input columns,
-in the data's order), else ``x`` alone. ``pi`` and ``e`` are constants unless they are
+in the data's order), else ``x`` alone. ``pi`` is a constant unless it is
 inputs, and a function's name must be called. Every other name is a parameter, a
 scalar, in the order it first appears, reading left to right: ``a*exp(-k*x) + c`` has
 inputs (x,) and parameters (a, k, c). The model takes x of shape (N,) for one input or
@@ -88,7 +92,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., jax.Array], int]] = {
 }
 
 #: Names that stand for numbers unless they are inputs.
-CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+CONSTANTS: dict[str, float] = {"pi": math.pi}
 
 #: The longest formula read, in characters.
 MAX_LENGTH = 2000
@@ -188,6 +192,11 @@ class _Reader:
             raise self.operator(node)
         if isinstance(node, ast.Call):
             return self.call(node, depth)
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in FUNCTIONS
+                and not isinstance(node.slice, ast.Slice | ast.Tuple)):
+            # NIST's spelling of a call, exp[-b2*x]: read as exp(-b2*x)
+            call = ast.copy_location(ast.Call(func=node.value, args=[node.slice], keywords=[]), node)
+            return self.call(call, depth)
         if isinstance(node, ast.Attribute):
             raise self.error(f"attribute access ({self.quote(node)}) is not allowed; formulas use plain names and "
                              "functions: write exp(...), not np.exp(...)")
@@ -336,7 +345,7 @@ def _read(formula: Any) -> _Formula:
     """The checked formula: its function of the names, its normal text and its names."""
     if not isinstance(formula, str):
         raise GradfitError(f"a formula is text such as {_EXAMPLE!r}, not {type(formula).__name__}")
-    text = formula.strip()
+    text = _without_target(formula.strip())
     if not text:
         raise GradfitError(f"the formula is empty; write one such as {_EXAMPLE!r}")
     if len(text) > MAX_LENGTH:
@@ -361,6 +370,14 @@ def _read(formula: Any) -> _Formula:
     reader = _Reader(text)
     part = reader.read(tree.body)
     return _Formula(part.text, part.evaluate, tuple(reader.names))
+
+
+def _without_target(text: str) -> str:
+    """``y = a*x + b`` read as ``a*x + b``: the target's name before one ``=`` says nothing about the model."""
+    head, eq, rest = text.partition("=")
+    if eq and head.strip().isidentifier() and not rest.startswith("=") and "=" not in rest:
+        return rest.strip()
+    return text
 
 
 def _name_list(label: str, names: Any) -> tuple[str, ...] | None:
@@ -413,7 +430,7 @@ def _split(formula: _Formula, inputs: tuple[str, ...] | None,
     params = tuple(name for name in formula.names if name not in inputs and name not in CONSTANTS)
     if not params:
         raise GradfitError(f"the formula {_short(formula.text)!r} has no parameters to fit: every name in it is an "
-                           f"input ({', '.join(inputs) or 'none'}) or a constant (pi, e)")
+                           f"input ({', '.join(inputs) or 'none'}) or the constant pi")
     return params, inputs
 
 
