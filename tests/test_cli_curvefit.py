@@ -250,7 +250,7 @@ def test_bound_values_parse(texts, expected):
 
 @pytest.mark.parametrize("args, fragments", [
     (["--bound", "phi0=1:0"], ["lower bound of 'phi0' (1)", "below its upper bound (0)"]),
-    (["--bound", "phi0=2:3"], ["phi0 at 1", "outside its bounds [2, 3]"]),
+    (["--init", "1,10", "--bound", "phi0=2:3"], ["phi0 at 1", "outside its bounds [2, 3]"]),  # a given start
     (["--bound", "q=0:1"], ["bounds names 'q'", "phi0, phi1"]),
     (["--fix", "q=1"], ["fixed names 'q'"]),
     (["--fix", "phi0=1,phi1=2"], ["every parameter", "fixed"]),

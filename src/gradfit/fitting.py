@@ -13,6 +13,7 @@ method, and a stop for a small gradient is classified by the Hessian
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -201,6 +202,8 @@ def fit(
                            "start from smaller values, or fit in float64")
     finish = _polish_settings(polish, objective, batched)
     if given is not None:
+        if init is None:  # the model's own start, not the user's: move it inside the bounds rather than refuse
+            starts = given.inside(starts)
         starts = given.internal(starts)
         objective = dataclasses.replace(objective, model=parameters.internal_model(model, given))
 
@@ -219,9 +222,9 @@ def fit(
             if finish is not None and result.status not in ("diverged",):
                 result = _polish(result, run, finish)
     except Interrupted as exc:
-        exc.result = _in_model_terms(exc.result, given, source, absolute_sigma)
+        exc.result = _in_model_terms(exc.result, given, source, absolute_sigma, run)
         raise
-    return _in_model_terms(result, given, source, absolute_sigma)
+    return _in_model_terms(result, given, source, absolute_sigma, run)
 
 
 def _weighted(data: Dataset, loss: Loss, sigma, absolute_sigma, weights) -> Dataset:
@@ -301,7 +304,7 @@ def _polish_settings(polish, objective, batched) -> SecondOrder | None:
     return finish
 
 
-def _in_model_terms(result, given, source, absolute_sigma):
+def _in_model_terms(result, given, source, absolute_sigma, run):
     """A result in the model's own parameters (from a bounded fit's internal variables), with its source."""
     model, loss, data = source
 
@@ -313,7 +316,8 @@ def _in_model_terms(result, given, source, absolute_sigma):
         theta = given.external(one.x, np)
         history = History(step=h.step, params=given.external(h.params, np), loss=h.loss, grad_norm=h.grad_norm,
                           lr=h.lr)
-        settings = {**one.settings, **given.settings(), "at_bound": given.at_bound(one.x), **extra}
+        at_bound = _pinned(run, model, given, given.at_bound(one.x), theta)
+        settings = {**one.settings, **given.settings(), "at_bound": at_bound, **extra}
         return dataclasses.replace(one, params=model.named(theta), history=history, shapes=model.shapes,
                                    model=model.describe(), settings=settings, source=source)
 
@@ -375,6 +379,44 @@ class _Run:
             "max_history": self.max_rows,
             "chunk": chunk,
         }
+
+
+def _pinned(run: _Run, model: Model, given: parameters.Constraints, candidates: dict[str, str],
+            theta: np.ndarray) -> dict[str, str]:
+    """The candidates (free scalars where dφ/du is about 0) that their bound really holds.
+
+    One Newton step on L in φ_j alone, -g_j / H_jj, would cross the bound by more than the
+    parameter's distance to it: the optimum lies beyond, and the bound is what stops it.
+    A parameter that sits close to its bound at its own optimum (k = 2·10⁻¹² with k >= 0)
+    has g_j about 0 and is not held. The test is free of the parameter's scale.
+    """
+    if not candidates:
+        return {}
+    objective = dataclasses.replace(run.objective, model=model)
+    names = model.flat_names
+    with jax.enable_x64(run.dtype == "float64"):
+        x, y = loop.on_device(run.data, run.float_t)
+        point = np.asarray(theta, run.float_t)
+        grad = np.asarray(jax.device_get(newton.value_and_grad(objective)(point, x, y)[1]), float)
+        held = {}
+        for name, side in candidates.items():
+            j = names.index(name)
+            unit = np.zeros_like(point)
+            unit[j] = 1
+            curvature = float(np.asarray(jax.device_get(_curvature_along(objective)(point, unit, x, y)))[j])
+            bound = given.lower[j] if side == "lower" else given.upper[j]
+            outward = grad[j] > 0 if side == "lower" else grad[j] < 0
+            step = abs(grad[j]) / curvature if curvature > 0 else np.inf
+            if outward and step > abs(theta[j] - bound):
+                held[name] = side
+    return held
+
+
+@functools.lru_cache(maxsize=64)
+def _curvature_along(objective: Objective):
+    """H v: the Hessian of L times a direction, compiled once per objective (forward over reverse)."""
+    grad = jax.grad(objective.value)
+    return jax.jit(lambda theta, v, x, y: jax.jvp(lambda t: grad(t, x, y), (theta,), (v,))[1])
 
 
 def _second_order(run: _Run, settings: SecondOrder) -> FitResult | MultiFit:

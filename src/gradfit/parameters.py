@@ -80,6 +80,17 @@ class Constraints:
         gathered = xp.take(value, np.maximum(positions, 0), axis=-1)
         return xp.where(self.free, gathered, xp.asarray(fixed, value.dtype))
 
+    def inside(self, theta: np.ndarray) -> np.ndarray:
+        """Starts with each value outside its bounds moved inside: to the middle of two bounds,
+        or past one bound by its own size (at least 1)."""
+        theta = np.array(theta, dtype=float)
+        lo, hi = np.array(self.lower), np.array(self.upper)
+        with np.errstate(invalid="ignore", over="ignore"):  # the branches not taken hold inf - inf
+            middle = np.where(np.isfinite(lo) & np.isfinite(hi), lo / 2 + hi / 2,
+                              np.where(np.isfinite(lo), lo + np.maximum(np.abs(lo), 1.0),
+                                       hi - np.maximum(np.abs(hi), 1.0)))
+        return np.where((theta < lo) | (theta > hi), middle, theta)
+
     def internal(self, theta: np.ndarray, where: str = "init") -> np.ndarray:
         """u = T⁻¹(φ) for starts φ (S, P), each inside its bounds (nudged off a bound)."""
         theta = np.array(theta, dtype=float)
