@@ -71,7 +71,8 @@ def fit_statistics(result: FitResult) -> list[tuple[str, str]]:
         ("gradient norm", _g(result.grad_norm, 3)),
     ]
     if inf is not None:
-        stats.append(("Newton decrement", f"{_g(inf.decrement, 3)} (standard errors from the optimum)"))
+        if math.isfinite(inf.decrement):  # not when no parameter is left to estimate (all fixed or at bounds)
+            stats.append(("Newton decrement", f"{_g(inf.decrement, 3)} (standard errors from the optimum)"))
         if inf.chisqr is not None:
             stats += [("chi-square", _g(inf.chisqr)), ("reduced chi-square", _g(inf.redchi)),
                       ("R-squared", _g(inf.rsquared)), ("sigma (estimated)", _g(inf.sigma))]
