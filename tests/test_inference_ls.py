@@ -454,3 +454,24 @@ def test_plot_fit_weighted_and_several_inputs(decay, plane_fit):
     assert "σ" in bottom.get_ylabel()
     fig = plots.plot_fit(plane_fit)  # two inputs: observed against fitted
     assert "fitted" in fig.axes[1].get_xlabel()
+
+
+def test_infer_takes_names_as_fit_does_and_refuses_many_starts_with_the_fix():
+    data = gf.gabor_data(0)
+    fit = gf.fit("gabor", "normal", data, "lm", init=[0.5, 15.0])
+    by_name = gf.infer(fit, "gabor", "normal", data).inference.stderr
+    by_object = gf.infer(fit, gf.gabor(), gf.normal(), data).inference.stderr
+    np.testing.assert_array_equal(by_name, by_object)
+    many = gf.fit("gabor", "normal", data, "lm", init=np.array([[0.5, 15.0], [5.0, 3.0]]))
+    with pytest.raises(gf.GradfitError, match=r"gf.infer\(fits.best\)"):
+        gf.infer(many)
+
+
+def test_a_report_of_many_starts_lists_them_best_first_then_reports_the_best():
+    data = gf.gabor_data(0)
+    many = gf.fit("gabor", "normal", data, "lm", init=np.array([[5.0, 3.0], [0.5, 15.0]]))
+    text = gf.fit_report(many)
+    lines = text.splitlines()
+    assert lines[0] == "[[Starts]] 2 fits, best first"
+    assert lines[1].startswith("    start 1: loss ") and lines[2].startswith("    start 0: loss ")
+    assert "[[Best start]] start 1" in text and text.endswith(gf.fit_report(many[1]))

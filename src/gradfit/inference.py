@@ -62,10 +62,10 @@ from jax.scipy.special import gammaln, i0e, i1e
 from scipy import stats as distributions
 
 from . import newton
-from .data import Dataset
+from .data import Dataset, as_dataset
 from .errors import GradfitError
-from .losses import Loss, poisson
-from .models import Model
+from .losses import Loss, make_loss, poisson
+from .models import Model, linear_for, make_model
 from .objective import Objective
 from .result import FitResult, Inference
 
@@ -391,7 +391,20 @@ def infer(
 
 
 def _sources(result: FitResult, model, loss, data):
-    """The model, loss and data to use: those given, else those the fit ran on."""
+    """The model, loss and data to use: those given (objects or names, as `gradfit.fit` takes
+    them), else those the fit ran on."""
+    if not isinstance(result, FitResult):
+        what = "many starts (a MultiFit): infer one of them, e.g. gf.infer(fits.best)" if hasattr(
+            result, "best") else type(result).__name__
+        raise GradfitError(f"infer takes one fit's FitResult, not {what}")
+    if isinstance(loss, str):
+        loss = make_loss(loss)
+    if data is not None and not isinstance(data, Dataset):
+        data = as_dataset(data)
+    if isinstance(model, str):
+        if data is None and result.source is not None:
+            data = result.source[2]
+        model = linear_for(data) if model == "linear" and data is not None else make_model(model)
     if model is not None and loss is not None and data is not None:
         return model, loss, data
     if result.source is None:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from .errors import GradfitError
 from .result import FitResult, Inference
 
 
@@ -38,8 +39,13 @@ def fit_report(
 
     ``variables=False`` leaves out the [[Variables]] section (for callers that print
     the parameters their own way); correlations below ``min_correl`` in size are not
-    listed.
+    listed. A `MultiFit` (many starts) is reported as a table of its starts, then the
+    best start's report.
     """
+    if hasattr(result, "best") and hasattr(result, "losses"):  # a MultiFit
+        return _starts_report(result, variables=variables, correlations=correlations, min_correl=min_correl)
+    if not isinstance(result, FitResult):
+        raise GradfitError(f"fit_report takes a FitResult or a MultiFit, not {type(result).__name__}")
     inf = result.inference
     lines = ["[[Model]]", f"    {result.model}", f"    loss {result.objective}"]
     lines.append("[[Fit Statistics]]")
@@ -52,6 +58,18 @@ def fit_report(
     if correlations and inf is not None and inf.covariance is not None:
         lines += correlation_lines(inf, min_correl)
     return "\n".join(lines)
+
+
+def _starts_report(fits, **options) -> str:
+    """Each start's outcome in a line, best first, then the best start's own report."""
+    order = np.argsort(np.where(np.isfinite(fits.losses), fits.losses, np.inf), kind="stable")
+    lines = [f"[[Starts]] {len(fits)} fits, best first"]
+    for s in order:
+        fit = fits[int(s)]
+        values = ", ".join(f"{n}={_g(v, 6)}" for n, v in zip(_flat_names(fit), fit.x))
+        lines.append(f"    start {int(s)}: loss {_g(fit.loss)}, {fit.status}, {values}")
+    lines.append(f"[[Best start]] start {int(order[0])}")
+    return "\n".join(lines) + "\n" + fit_report(fits[int(order[0])], **options)
 
 
 def fit_statistics(result: FitResult) -> list[tuple[str, str]]:
