@@ -91,3 +91,15 @@ _FUZZ = dict(
 settings.register_profile("default", max_examples=40, phases=[p for p in Phase if p is not Phase.explain], **_FUZZ)
 settings.register_profile("ci", max_examples=1000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def longley():
+    """NIST's Longley data as statsmodels ships them, the target TOTEMP last (as gradfit reads a table)."""
+    module = pytest.importorskip("statsmodels.datasets.longley")
+    try:
+        data = module.load_pandas().data
+    except Exception as exc:  # the data ship with statsmodels; a stripped install may lack them
+        pytest.skip(f"statsmodels' Longley data cannot be read offline: {exc}")
+    inputs = [c for c in data.columns if c != "TOTEMP"]
+    return data[[*inputs, "TOTEMP"]]

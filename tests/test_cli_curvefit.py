@@ -66,16 +66,10 @@ def lre(actual, expected):
 
 
 @pytest.fixture(scope="module")
-def longley_csv(tmp_path_factory):
-    longley = pytest.importorskip("statsmodels.datasets.longley")
-    try:
-        data = longley.load_pandas().data
-    except Exception as exc:  # the data ship with statsmodels; a stripped install may lack them
-        pytest.skip(f"statsmodels' Longley data cannot be read offline: {exc}")
-    inputs = [c for c in data.columns if c != "TOTEMP"]
+def longley_csv(tmp_path_factory, longley):
     path = tmp_path_factory.mktemp("longley") / "longley.csv"
-    data[[*inputs, "TOTEMP"]].to_csv(path, index=False)
-    return path, data, inputs
+    longley.to_csv(path, index=False)
+    return path, longley, list(longley.columns[:-1])
 
 
 def test_longley_by_default_to_seven_digits(longley_csv, tmp_path):

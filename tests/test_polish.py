@@ -444,18 +444,8 @@ def test_linear_least_squares_from_many_starts():
         assert_close(member.history.params[0], np.arange(4.0) + 4 * s, rtol=0, atol=0)
 
 
-def longley_table():
-    longley = pytest.importorskip("statsmodels.datasets.longley")
-    try:
-        data = longley.load_pandas().data
-    except Exception as exc:  # the data ship with statsmodels; a stripped install may lack them
-        pytest.skip(f"statsmodels' Longley data cannot be read offline: {exc}")
-    inputs = [c for c in data.columns if c != "TOTEMP"]
-    return data[[*inputs, "TOTEMP"]]  # the target last, as gradfit reads a table
-
-
-def test_longley_to_seven_digits():
-    table = longley_table()
+def test_longley_to_seven_digits(longley):
+    table = longley
     result = gf.fit("linear", "normal", table, "lm")
     assert list(result.params) == ["Intercept", *table.columns[:-1]]
     digits = lre(result.x, _ols(table, "TOTEMP"))
