@@ -335,3 +335,27 @@ def test_formula_reading_no_input_names_the_inputs_there_are(tmp_path):
     one_line_error(run("--model", "a*exp(-k*t) + c"), "reads no input", "built-in data's input is x", "--x")
     csv = write_csv(tmp_path / "d.csv", t=np.arange(5.0), y=np.arange(5.0))
     one_line_error(run("--data", str(csv), "--model", "a*exp(-k*z) + c"), "none of d.csv's columns (t)", "--x")
+
+
+# -- options the fit would ignore are refused ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--model", "linear", "--scale", "32"], ["--scale sets the Gabor model's envelope s", "--model linear"]),
+    (["--builtin", "linear", "--model", "shallow", "--scale", "32"], ["--scale", "--model shallow"]),
+    (["--width", "4"], ["--width sets the shallow network's width", "--model gabor"]),
+    (["--loss", "poisson", "--reduction", "mean"], ["--reduction does not apply to a regression model"]),
+    (["--loss", "poisson", "--dtype", "float32"], ["--dtype does not apply to a regression model"]),
+])
+def test_options_a_fit_would_ignore_are_one_line(args, fragments):
+    one_line_error(run(*args), *fragments)
+
+
+@pytest.mark.parametrize("args", [
+    ["--model", "gabor", "--scale", "32"],
+    ["--model", "shallow", "--width", "4", "--scale", "32"],  # the built-in Gabor data's s
+    ["--model", "a*x + b", "--scale", "32"],
+])
+def test_options_that_shape_the_model_or_its_data_are_taken(args):
+    result = run(*args, "--steps", "3", "--quiet")
+    assert result.exit_code == 0, result.output

@@ -218,6 +218,10 @@ def fit(
                                f"--model linear, not --model {model}")
         if optimizer in ("lm", "newton"):
             _no_rate_options(ctx, optimizer, "lr", "schedule", "decay_factor", "decay_every", "warmup")
+        gabor_data = data is None and (builtin or _builtin_for(model, loss)) == "gabor"
+        _for_its_model(ctx, model, scale="gabor" if not gabor_data else model, width="shallow")
+        if design or (model == "linear" and loss in ("poisson", "bernoulli", "categorical")):
+            _not_for_regression(ctx, "reduction", "dtype")
         the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                              decay_factor, decay_every, warmup, line_search)
         # Only what was asked for goes on to the fit, so its own defaults hold.
@@ -268,12 +272,39 @@ def fit(
         raise typer.Exit(3)
 
 
+def _given(ctx, name) -> bool:
+    """Whether an option was given on the command line (typer ships its own click: compare by name)."""
+    return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+
+def _for_its_model(ctx, model, **owners) -> None:
+    """Options that shape one model (--scale of gabor or its built-in data, --width of shallow) are
+    refused where they would shape nothing."""
+    from gradfit.errors import GradfitError
+
+    what = {"scale": "the Gabor model's envelope s (and its built-in data's)", "width": "the shallow network's width"}
+    for name, owner in owners.items():
+        if _given(ctx, name) and model != owner:
+            raise GradfitError(f"--{name} sets {what.get(name, name)}; this fit (--model {model}) does not use it: "
+                               "leave it out")
+
+
+def _not_for_regression(ctx, *names) -> None:
+    """A regression (GLM) fit sums its likelihood in float64: options it would ignore are refused."""
+    from gradfit.errors import GradfitError
+
+    given = ["--" + n for n in names if _given(ctx, n)]
+    if given:
+        raise GradfitError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a regression "
+                           "model (GLM), which is fitted as a summed likelihood in float64 in standardised "
+                           "coordinates: leave it out")
+
+
 def _no_rate_options(ctx, optimizer, *names) -> None:
     """A second-order method has no learning rate: options that set one are refused, not ignored."""
     from gradfit.errors import GradfitError
 
-    # typer ships its own copy of click: compare the source by name, not by click's enum
-    given = [n for n in names if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    given = [n for n in names if _given(ctx, n)]
     if given:
         flags = ", ".join("--" + n.replace("_", "-") for n in given)
         raise GradfitError(f"--optimizer {optimizer} chooses its own steps and takes no learning rate: leave out "
