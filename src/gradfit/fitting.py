@@ -296,7 +296,7 @@ def _polish_settings(polish, objective, batched) -> SecondOrder | None:
     elif polish is True:
         finish = polish_mod.lm() if polish_mod.least_squares(objective) else polish_mod.newton()
     else:
-        raise GradfitError(f"polish must be True, False or a second-order method (gf.lm(), gf.newton()), "
+        raise GradfitError(f"polish must be True, False or a second-order method (gf.lm(), gf.trust_newton()), "
                            f"not {polish!r}")
     if batched:
         raise GradfitError("polish finishes one start; fit the starts, then polish the best "
