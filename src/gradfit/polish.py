@@ -19,10 +19,11 @@ damped by λ, with the parameters scaled so that any parameter scale works:
   at 10⁻¹⁴ of the largest), so the model is convex and the step descends.
 
 The damping is adapted by the gain ratio ρ = (actual decrease) / (the model's
-predicted decrease) (Nielsen, 1999): a step with ρ > 0 is taken and λ multiplied by
+predicted decrease) (Nielsen, 1999): a step with ρ > 10⁻⁴ is taken and λ multiplied by
 max(1/3, 1 - (2ρ - 1)³); otherwise λ is multiplied by ν and ν doubled (ν = 2 after each
-taken step). λ starts at 10⁻³ · max s². It stops, as MINPACK's ``lmder`` does, on
-relative tests only:
+taken step). λ starts at ``damping`` · max s²: 1 for LM (from NIST's far starts a smaller
+start λ lets the first accelerated step jump onto a plateau), 10⁻³ for Newton. It stops,
+as MINPACK's ``lmder`` does, on relative tests only:
 
 - ``ftol``: the actual and predicted relative decreases of F are both at most ftol;
 - ``xtol``: the scaled step ‖Dδ‖ is at most xtol (‖Dφ‖ + xtol);
