@@ -241,6 +241,8 @@ def _lm_local(objective: Objective, n_rows: int, size: int):
                       j / scale, r)
 
     def offset(theta, x, y):
+        if sigma is None and objective.reduction == "sum":  # L = ‖r‖² itself: nothing dropped, no pass needed
+            return jnp.zeros((), theta.dtype)
         r = residuals(theta, x, y)
         return objective.value(theta, x, y) - a * jnp.sum(r * r)
 
