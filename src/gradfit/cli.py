@@ -220,21 +220,19 @@ def fit(
             _no_rate_options(ctx, optimizer, "lr", "schedule", "decay_factor", "decay_every", "warmup")
         gabor_data = data is None and (builtin or _builtin_for(model, loss)) == "gabor"
         _for_its_model(ctx, model, scale="gabor" if not gabor_data else model, width="shallow")
-        if design or (model == "linear" and loss in ("poisson", "bernoulli", "categorical")):
-            _not_for_regression(ctx, "reduction", "dtype")
+        # A linear model with a count, binary or class likelihood is a regression model
+        # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
+        regression = design or (model == "linear" and loss in ("poisson", "bernoulli", "categorical"))
+        if regression:
+            _not_for_regression(ctx, "reduction", "dtype", "bound", "fix", "sigma", "absolute_sigma", "weights")
         the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                              decay_factor, decay_every, warmup, line_search)
         # Only what was asked for goes on to the fit, so its own defaults hold.
         keep = {"history_every": history_every, "checkpoint": checkpoint, "checkpoint_every": checkpoint_every,
                 "resume": resume}
         keep = {k: v for k, v in keep.items() if v is not None}
-        # A linear model with a count, binary or class likelihood is a regression model
-        # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
-        regression = model == "linear" and loss in ("poisson", "bernoulli", "categorical")
         with _ProgressBar(quiet) as bar, _Warnings(quiet):
-            if design or regression:
-                _curve_fit_options_only(bound=bound, fix=fix, sigma=sigma, weights=weights,
-                                        absolute_sigma=absolute_sigma or None)
+            if regression:
                 dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init, seed,
                                                    delimiter)
                 result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
@@ -290,14 +288,15 @@ def _for_its_model(ctx, model, **owners) -> None:
 
 
 def _not_for_regression(ctx, *names) -> None:
-    """A regression (GLM) fit sums its likelihood in float64: options it would ignore are refused."""
+    """Options a regression (GLM) fit would ignore are refused: it sums its likelihood in float64, in
+    standardised coordinates, with no bounds, fixed values or weights."""
     from gradfit.errors import GradfitError
 
-    given = ["--" + n for n in names if _given(ctx, n)]
+    given = ["--" + n.replace("_", "-") for n in names if _given(ctx, n)]
     if given:
         raise GradfitError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a regression "
-                           "model (GLM), which is fitted as a summed likelihood in float64 in standardised "
-                           "coordinates: leave it out")
+                           "model (GLM: a linear model with a count, binary or class loss, fitted as a summed "
+                           "likelihood in float64 in standardised coordinates): leave it out")
 
 
 def _no_rate_options(ctx, optimizer, *names) -> None:
@@ -416,17 +415,6 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None, 
     if name == "gabor":
         return gf.gabor_data(seed, s=scale)
     return BUILTIN[name](seed)
-
-
-def _curve_fit_options_only(**given) -> None:
-    """Refuse options a regression (GLM) fit does not take, rather than ignore them."""
-    from gradfit.errors import GradfitError
-
-    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
-    if named:
-        raise GradfitError(f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} for curve fits; a linear model "
-                           "with a count, binary or class loss is fitted as a regression model (GLM), which takes "
-                           "none of them: leave them out")
 
 
 def _is_formula(model) -> bool:

@@ -405,21 +405,15 @@ def _second_order(name: str, variant: str | None, hyper: dict[str, Any]) -> poli
     unknown = sorted(set(given) - set(takes))
     if unknown:
         raise GradfitError(f"{name} takes no {', '.join(unknown)} (nor a learning rate); it takes {', '.join(takes)}")
-    if variant not in (None, "marquardt" if name == "lm" else "trust-region"):
-        raise GradfitError(f"{name} has no variant {variant!r}")
-    return factory(**given)
+    method = factory(**given)
+    if variant not in (None, method.variant):
+        raise GradfitError(f"{name} has no variant {variant!r}; its one variant is {method.variant}")
+    return method
 
 
-def lm(ftol: float = 1e-15, xtol: float = 1e-12, gtol: float = 1e-12, max_iter: int = 10000) -> polish.SecondOrder:
-    """Levenberg–Marquardt (`gradfit.polish.lm`): least squares to the optimum in a few iterations."""
-    return polish.lm(ftol, xtol, gtol, max_iter)
-
-
-def trust_newton(ftol: float = 1e-15, xtol: float = 1e-12, gtol: float = 1e-10,
-                 max_iter: int = 1000) -> polish.SecondOrder:
-    """Trust-region Newton (`gradfit.polish.newton`, optimizer name "newton"): any likelihood to the
-    optimum by its Hessian. (``gradfit.newton`` is the damped Newton module regression fits use.)"""
-    return polish.newton(ftol, xtol, gtol, max_iter)
+#: Levenberg–Marquardt (optimizer name "lm") and trust-region Newton ("newton"), `gradfit.polish`'s
+#: own builders (``gradfit.newton`` is the damped Newton module regression fits use).
+lm, trust_newton = polish.lm, polish.newton
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {

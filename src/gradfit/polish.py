@@ -50,6 +50,7 @@ from jax import lax
 from . import points
 from .errors import GradfitError
 from .models import _linear_fn
+from .newton import value_and_grad
 from .objective import Objective
 
 RUNNING, FTOL, XTOL, GTOL, EXACT, MAX_ITER, NO_DECREASE, NOT_FINITE, SOLVED = range(9)
@@ -65,7 +66,6 @@ REASONS = {
     NOT_FINITE: "the loss or its derivatives are not finite at the start",
     SOLVED: "solved exactly (the SVD of the column-scaled design)",
 }
-CONVERGED_CODES = (FTOL, XTOL, GTOL, EXACT, NO_DECREASE, SOLVED)
 
 #: The most iterations a second-order fit may be asked for.
 MAX_ITER_CAP = 10**7
@@ -82,7 +82,7 @@ MAX_ROWS = 1024
 
 @dataclass(frozen=True)
 class SecondOrder:
-    """A second-order method and its stopping rules (`lm` or `newton_tr` builds one).
+    """A second-order method and its stopping rules (`lm` or `newton` builds one).
 
     ``method`` is ``"lm"`` (Levenberg–Marquardt, least squares only) or ``"newton"``
     (trust-region Newton, any likelihood). The tolerances are relative (module
@@ -107,11 +107,15 @@ class SecondOrder:
             raise GradfitError(f"the initial damping must be a number > 0, not {self.damping!r}")
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int | np.integer) or not (
                 1 <= self.max_iter <= MAX_ITER_CAP):
-            raise GradfitError(f"max_iter must be a whole number from 1 to 10,000,000, not {self.max_iter!r}")
+            raise GradfitError(f"max_iter must be a whole number from 1 to {MAX_ITER_CAP:,}, not {self.max_iter!r}")
 
     @property
     def name(self) -> str:
         return self.method
+
+    @property
+    def variant(self) -> str:
+        return "marquardt" if self.method == "lm" else "trust-region"
 
     @property
     def label(self) -> str:
@@ -122,7 +126,7 @@ class SecondOrder:
                 f"max_iter={int(self.max_iter)})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.method, "variant": "marquardt" if self.method == "lm" else "trust-region",
+        return {"name": self.method, "variant": self.variant,
                 "ftol": self.ftol, "xtol": self.xtol, "gtol": self.gtol, "max_iter": int(self.max_iter),
                 "damping": self.damping}
 
@@ -149,7 +153,7 @@ def newton(ftol: float = 1e-15, xtol: float = 1e-12, gtol: float = 1e-10, max_it
 
 
 def least_squares(objective: Objective) -> bool:
-    """Whether the objective is a sum of squares LM can take: the normal loss, one output."""
+    """Whether the objective is a sum of squares LM can take: the normal loss (with σ or without)."""
     return objective.loss.name == "normal"
 
 
@@ -479,7 +483,7 @@ def linear_least_squares(objective: Objective, starts: np.ndarray, x, y) -> Outc
 
     theta = solve(b)
     theta = theta + solve(b - a @ theta)
-    vg = jax.jit(jax.value_and_grad(objective.value))
+    vg = value_and_grad(objective)  # compiled once per objective
     dtype = starts.dtype
     rows = []
     for point in (starts, np.broadcast_to(theta.astype(dtype), starts.shape)):
