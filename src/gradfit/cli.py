@@ -296,7 +296,7 @@ def _not_for_regression(ctx, *names) -> None:
     if given:
         raise GradfitError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a regression "
                            "model (GLM: a linear model with a count, binary or class loss, fitted as a summed "
-                           "likelihood in float64 in standardised coordinates): leave it out")
+                           f"likelihood in float64 in standardised coordinates): leave {'it' if len(given) == 1 else 'them'} out")
 
 
 def _no_rate_options(ctx, optimizer, *names) -> None:
