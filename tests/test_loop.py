@@ -127,8 +127,8 @@ def test_same_seed_same_fit_other_seed_other_fit():
 def test_ragged_batches_compile_once():
     data = gf.linear_data(seed=2, n=23)
     loop.runner.cache_clear()
-    for epochs in (1, 2, 3):
-        gf.fit("linear", "normal", data, gf.sgd(0.01), batch_size=5, epochs=epochs, tol=0)
+    for epochs, lr in ((1, 0.01), (2, 0.02), (3, 0.005)):  # the rate is an argument of the compiled loop
+        gf.fit("linear", "normal", data, gf.sgd(lr), batch_size=5, epochs=epochs, tol=0)
     info = loop.runner.cache_info()
     assert info.misses == 1 and info.hits == 2
     _, run_chunk = loop.runner(next(iter(_plans(data))))
@@ -138,7 +138,7 @@ def test_ragged_batches_compile_once():
 def _plans(data):
     # the plan the fits above used: one shape for every cap, so one compiled chunk
     objective = gf.Objective(gf.linear(1), gf.normal())
-    yield loop.Plan(objective, gf.sgd(0.01), True, False, loop.chunk_steps(5, 1, True, 5), 1, data.x.size)
+    yield loop.Plan(objective, gf.sgd(0.01).skeleton, True, False, loop.chunk_steps(5, 1, True, 5), 1, data.x.size)
 
 
 def test_minibatch_history_stride_is_per_epoch_when_asked():

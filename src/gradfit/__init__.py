@@ -32,7 +32,7 @@ _EXPORTS = {
     "errors": ("GradfitError", "Interrupted"),
     "glm": ("GLM", "fit_glm"),
     "inference": ("infer", "predict"),
-    "fitting": ("fit",),
+    "fitting": ("Fitter", "fit"),
     "formula": ("expression",),
     "losses": ("bernoulli", "categorical", "hetero_normal", "make_loss", "normal", "poisson", "von_mises"),
     "models": ("Model", "custom", "gabor", "linear", "make_model", "shallow"),
@@ -66,7 +66,7 @@ def __dir__():
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from .data import Dataset, as_dataset, gabor_data, linear_data, load, pedestrian_data  # noqa: F401
     from .errors import GradfitError, Interrupted  # noqa: F401
-    from .fitting import fit  # noqa: F401
+    from .fitting import Fitter, fit  # noqa: F401
     from .formula import expression  # noqa: F401
     from .glm import GLM, fit_glm  # noqa: F401
     from .inference import infer, predict  # noqa: F401

@@ -31,7 +31,7 @@ from .batches import BatchSource
 from .data import Dataset, _is_table, as_dataset
 from .errors import GradfitError, Interrupted
 from .history import Recorder, default_max_rows
-from .loop import CONVERGED, DIV_GRAD, DIV_LOSS, DIV_PARAMS, RUNNING, default_dtype
+from .loop import CONVERGED, DIV_GRAD, DIV_LOSS, DIV_PARAMS, RUNNING, STOPPED, default_dtype
 from .losses import Loss, make_loss
 from .models import Model, linear_for, make_model, output_shape
 from .objective import Objective
@@ -39,7 +39,7 @@ from .optimizers import Optimizer, make_optimizer
 from .polish import SecondOrder
 from .result import FitResult, History, MultiFit
 
-__all__ = ["fit", "default_dtype"]
+__all__ = ["fit", "Fitter", "default_dtype"]
 
 _DIVERGED_WHAT = {DIV_LOSS: "the loss", DIV_GRAD: "the gradient", DIV_PARAMS: "a parameter"}
 
@@ -48,6 +48,11 @@ CHECKPOINT_SECONDS = 30.0
 
 #: Progress callback: (steps run so far, step cap, lowest current loss or NaN).
 Progress = Callable[[int, int, float], None]
+
+#: Monitor of many runs (`Fitter`): (steps run so far, each run's latest recorded loss) -> the runs
+#: to stop now (a boolean array; None or all False: none). A stopped run keeps its last recorded
+#: point and ends with status ``stopped``: how a search prunes the runs it gives up on.
+Monitor = Callable[[int, np.ndarray], Any]
 
 
 def fit(
@@ -156,75 +161,222 @@ def fit(
         stops; ``exc.result`` holds where it got to (status ``interrupted``) and
         ``exc.checkpoint`` the checkpoint it wrote, if asked for one.
     """
-    objective, optimizer, data = _resolve(model, loss, data, optimizer, reduction)
-    data = _weighted(data, objective.loss, sigma, absolute_sigma, weights)
-    objective = dataclasses.replace(objective, weighted=data.weights is not None)
-    model = objective.model
-    given = parameters.constraints(model, bounds, fixed)
-    second = isinstance(optimizer, SecondOrder)
-    if second:
-        optimizer = _second_order_settings(optimizer, objective, steps, epochs, batch_size, checkpoint, resume)
-        steps = optimizer.max_iter
-    dtype = dtype or default_dtype()
-    if dtype not in ("float64", "float32"):
-        raise GradfitError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
-    if not _whole(seed) or seed < 0:
-        raise GradfitError(f"the seed must be a whole number >= 0, not {seed!r}")
-    n = len(data)
-    minibatch = batch_size is not None
-    if minibatch:
-        if not _whole(batch_size) or batch_size < 1:
-            raise GradfitError(f"the batch size must be a positive whole number, not {batch_size}")
-        if batch_size > n:
-            raise GradfitError(
-                f"the batch size {batch_size} is larger than the data ({n} examples); "
-                f"use at most {n}, or leave it out for full-batch descent"
-            )
-        batch_size = int(batch_size)
-    if not second and optimizer.line_search and minibatch:
-        raise GradfitError("the line search is for full-batch gradient descent; leave out the batch size")
-    per_epoch = -(-n // batch_size) if minibatch else 1
-    total = _step_cap(steps, epochs, per_epoch)
-    if not isinstance(tol, int | float | np.floating | np.integer) or not tol >= 0:
-        raise GradfitError(f"tol must be a number >= 0, not {tol!r}")
-    every = history_every if history_every is not None else (per_epoch if minibatch and n > 2048 else 1)
-    if not _whole(every) or every < 1:
-        raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
-    every = min(int(every), max(total, 1))  # a stride past the cap records the start only
-    if max_history is not None and (not _whole(max_history) or max_history < 2):
-        raise GradfitError(f"max_history must be a whole number >= 2 (the start and the end), not {max_history}")
-    if checkpoint_every is not None and (not _whole(checkpoint_every) or checkpoint_every < 1):
-        raise GradfitError(f"checkpoint_every must be a positive whole number of steps, not {checkpoint_every}")
-    starts, batched = _starts(model, init, seed)
-    limit = float(np.finfo(dtype).max)
-    if np.any(np.abs(starts) > limit):
-        raise GradfitError(f"init holds {float(np.max(np.abs(starts))):g}, beyond the largest {dtype} ({limit:.3g}); "
-                           "start from smaller values, or fit in float64")
-    finish = _polish_settings(polish, objective, batched)
-    if given is not None:
-        if init is None:  # the model's own start, not the user's: move it inside the bounds rather than refuse
-            starts = given.inside(starts)
-        starts = given.internal(starts)
-        objective = dataclasses.replace(objective, model=parameters.internal_model(model, given))
+    problem = _Problem.build(model, loss, data, optimizer, steps=steps, epochs=epochs, batch_size=batch_size,
+                             tol=tol, reduction=reduction, dtype=dtype, history_every=history_every,
+                             max_history=max_history, polish=polish, checkpoint=checkpoint, resume=resume,
+                             checkpoint_every=checkpoint_every, bounds=bounds, fixed=fixed, sigma=sigma,
+                             absolute_sigma=absolute_sigma, weights=weights)
+    return problem.run(init, seed, progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       resume=resume)
 
-    size = objective.model.size
-    rows = int(max_history) if max_history is not None else default_max_rows(size, len(starts))
-    run = _Run(objective, optimizer, data, starts, batched, total, per_epoch, batch_size, every, float(tol),
-               int(seed), dtype, epochs, rows)
-    source = (model, objective.loss, data)
-    try:
-        with jax.enable_x64(dtype == "float64"):
-            if second:
-                result = _second_order(run, optimizer)
-            else:
-                result = _run(run, progress, checkpoint if checkpoint is not None else resume, checkpoint_every,
-                              resume)
-            if finish is not None and result.status not in ("diverged",):
-                result = _polish(result, run, finish)
-    except Interrupted as exc:
-        exc.result = _in_model_terms(exc.result, given, source, absolute_sigma, run)
-        raise
-    return _in_model_terms(result, given, source, absolute_sigma, run)
+
+@dataclass(frozen=True)
+class _Problem:
+    """A fit's checked settings that do not depend on where it starts: built once by `fit`, and
+    once per data set by a `Fitter`, which then runs it from many starts, seeds and numbers."""
+
+    model: Model  # the user's model (the objective's may be its internal, bounded form)
+    objective: Objective
+    optimizer: Optimizer | SecondOrder
+    data: Dataset
+    given: Any  # parameters.Constraints or None
+    total: int
+    per_epoch: int
+    batch_size: int | None
+    every: int
+    tol: float
+    dtype: str
+    epochs: int | None
+    max_history: int | None
+    polish: Any
+    absolute_sigma: bool
+
+    @classmethod
+    def build(cls, model, loss, data, optimizer, *, steps, epochs, batch_size, tol, reduction, dtype, history_every,
+              max_history, polish, checkpoint, resume, checkpoint_every, bounds, fixed, sigma, absolute_sigma,
+              weights) -> _Problem:
+        objective, optimizer, data = _resolve(model, loss, data, optimizer, reduction)
+        data = _weighted(data, objective.loss, sigma, absolute_sigma, weights)
+        objective = dataclasses.replace(objective, weighted=data.weights is not None)
+        model = objective.model
+        given = parameters.constraints(model, bounds, fixed)
+        second = isinstance(optimizer, SecondOrder)
+        if second:
+            optimizer = _second_order_settings(optimizer, objective, steps, epochs, batch_size, checkpoint, resume)
+            steps = optimizer.max_iter
+        dtype = dtype or default_dtype()
+        if dtype not in ("float64", "float32"):
+            raise GradfitError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+        n = len(data)
+        minibatch = batch_size is not None
+        if minibatch:
+            if not _whole(batch_size) or batch_size < 1:
+                raise GradfitError(f"the batch size must be a positive whole number, not {batch_size}")
+            if batch_size > n:
+                raise GradfitError(
+                    f"the batch size {batch_size} is larger than the data ({n} examples); "
+                    f"use at most {n}, or leave it out for full-batch descent"
+                )
+            batch_size = int(batch_size)
+        if not second and optimizer.line_search and minibatch:
+            raise GradfitError("the line search is for full-batch gradient descent; leave out the batch size")
+        per_epoch = -(-n // batch_size) if minibatch else 1
+        total = _step_cap(steps, epochs, per_epoch)
+        if not isinstance(tol, int | float | np.floating | np.integer) or not tol >= 0:
+            raise GradfitError(f"tol must be a number >= 0, not {tol!r}")
+        every = history_every if history_every is not None else (per_epoch if minibatch and n > 2048 else 1)
+        if not _whole(every) or every < 1:
+            raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
+        every = min(int(every), max(total, 1))  # a stride past the cap records the start only
+        if max_history is not None and (not _whole(max_history) or max_history < 2):
+            raise GradfitError(f"max_history must be a whole number >= 2 (the start and the end), not {max_history}")
+        if checkpoint_every is not None and (not _whole(checkpoint_every) or checkpoint_every < 1):
+            raise GradfitError(f"checkpoint_every must be a positive whole number of steps, not {checkpoint_every}")
+        if polish is not False and polish is not None:
+            _polish_settings(polish, objective, False)  # checked now; whether it fits the starts, when they come
+        if given is not None:
+            objective = dataclasses.replace(objective, model=parameters.internal_model(model, given))
+        return cls(model, objective, optimizer, data, given, total, per_epoch, batch_size, every, float(tol), dtype,
+                   epochs, max_history, polish, bool(absolute_sigma))
+
+    def run(self, init, seed, *, values: Mapping[str, Any] | None = None, progress=None, checkpoint=None,
+            checkpoint_every=None, resume=None, monitor: Monitor | None = None) -> FitResult | MultiFit:
+        """The fit from ``init`` (or the model's start for each seed), with the optimiser's numbers
+        ``values`` (each a number, or one per run: runs are the starts, the seeds or the values given)."""
+        model, dtype = self.model, self.dtype
+        seeds = np.asarray(seed)
+        if seeds.ndim > 1 or seeds.size == 0 or not all(_whole(v) and v >= 0 for v in seeds.ravel().tolist()):
+            raise GradfitError(f"the seed must be a whole number >= 0 (or a list of them), not {_clip(seed)}")
+        starts, batched = _starts(model, init, int(seeds.ravel()[0]))
+        lanes, numbers = _lanes(self.optimizer, values, len(starts) if batched else None, seeds)
+        if lanes is not None:  # runs that differ in their seeds or numbers
+            seeds = np.broadcast_to(seeds, (lanes,)).astype(np.int64)
+            if init is None:
+                starts = np.stack([model.default_init(int(k)) for k in seeds])
+            elif not batched:
+                starts = np.broadcast_to(starts, (lanes, model.size))
+            batched = True
+        else:
+            seeds = np.full(len(starts), int(seeds), np.int64)
+        limit = float(np.finfo(dtype).max)
+        if np.any(np.abs(starts) > limit):
+            raise GradfitError(f"init holds {float(np.max(np.abs(starts))):g}, beyond the largest {dtype} "
+                               f"({limit:.3g}); start from smaller values, or fit in float64")
+        finish = _polish_settings(self.polish, self.objective, batched)
+        given = self.given
+        if given is not None:
+            if init is None:  # the model's own start, not the user's: move it inside the bounds rather than refuse
+                starts = given.inside(starts)
+            starts = given.internal(starts)
+        size = self.objective.model.size
+        rows = int(self.max_history) if self.max_history is not None else default_max_rows(size, len(starts))
+        run = _Run(self.objective, self.optimizer, self.data, np.asarray(starts, float), batched, self.total,
+                   self.per_epoch, self.batch_size, self.every, self.tol, int(seeds[0]), dtype, self.epochs, rows,
+                   numbers, seeds)
+        source = (model, self.objective.loss, self.data)
+        try:
+            with jax.enable_x64(dtype == "float64"):
+                if isinstance(self.optimizer, SecondOrder):
+                    result = _second_order(run, self.optimizer)
+                else:
+                    result = _run(run, progress, checkpoint if checkpoint is not None else resume, checkpoint_every,
+                                  resume, monitor)
+                if finish is not None and result.status not in ("diverged",):
+                    result = _polish(result, run, finish)
+        except Interrupted as exc:
+            exc.result = _in_model_terms(exc.result, given, source, self.absolute_sigma, run)
+            raise
+        return _in_model_terms(result, given, source, self.absolute_sigma, run)
+
+
+def _lanes(optimizer, values, starts: int | None, seeds: np.ndarray) -> tuple[int | None, dict[str, np.ndarray]]:
+    """How many runs the seeds and numbers ask for (None: one seed and the optimiser's own numbers, so the
+    runs are the starts), and each of the optimiser's numbers per run (shape (runs,), or () for one)."""
+    values = dict(values or {})
+    if values and isinstance(optimizer, SecondOrder):
+        raise GradfitError(f"{optimizer.method} takes no {', '.join(values)}: it has no learning rate or momentum")
+    own = optimizer.values if isinstance(optimizer, Optimizer) else {}
+    unknown = sorted(set(values) - set(own))
+    if unknown:
+        raise GradfitError(f"{optimizer.name} takes no {', '.join(unknown)}; its numbers are {', '.join(own)}")
+    arrays = {k: np.asarray(v, float) for k, v in values.items()}
+    sizes = {len(a) for a in arrays.values() if a.ndim == 1} | ({len(seeds)} if seeds.ndim == 1 else set())
+    if any(a.ndim > 1 for a in arrays.values()):
+        raise GradfitError("each of the optimiser's numbers is one number, or a list of them (one per run)")
+    if starts is not None and sizes:
+        sizes.add(starts)
+    if len(sizes) > 1:
+        raise GradfitError(f"the runs' lists have different lengths ({', '.join(map(str, sorted(sizes)))}): "
+                           "give each list one value per run, or a single number for all")
+    lanes = sizes.pop() if sizes else None
+    shape = (lanes if lanes is not None else starts,) if (lanes is not None or starts is not None) else ()
+    numbers = {k: np.broadcast_to(arrays.get(k, v), shape).astype(float) for k, v in own.items()}
+    if values:
+        optimizer.check_values(numbers)
+    return lanes, numbers
+
+
+class Fitter:
+    """Many fits of one problem, checked and compiled once: ``Fitter(model, loss, optimizer, ...)(data)``.
+
+    The constructor takes the settings of `fit` that define the problem; a call takes the
+    data and where to start, and returns what `fit` would::
+
+        fitter = gf.Fitter("gabor", "normal", gf.adam(0.05), steps=1000, tol=0)
+        for data in data_sets:
+            result = fitter(data, init={"phi0": 1.0, "phi1": 10.0})
+
+    The first call with a data set checks the data and the settings as `fit` does; later
+    calls with the same data object skip those checks and reuse the compiled loop (a new
+    data set of the same shape reuses it too, after its checks).
+
+    Calls can also run many fits at once, in one compiled call: give the optimiser's
+    numbers (``lr``, ``beta``, ``gamma``, ``eps``, ``weight_decay``, and a schedule's
+    ``factor``, ``rate`` or ``floor``) or ``seed`` as lists, one value per run::
+
+        runs = fitter(data, lr=np.geomspace(1e-3, 1, 64).repeat(8), seed=np.tile(np.arange(8), 64))
+
+    returns a `MultiFit` of 512 fits, the first compiled once. Run k is the fit that
+    ``fit(model, loss, data, optimizer.with_values(lr=lr[k]), seed=seed[k], ...)`` runs
+    alone: the same rule, the same start (the model's start for that seed, unless
+    ``init`` is given) and the same mini-batches. `gradfit.sweeps` is built on this.
+    """
+
+    def __init__(self, model: Model | str, loss: Loss | str, optimizer: Optimizer | str = "adam", *,
+                 steps: int | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 tol: float = 1e-6, reduction: str = "sum", dtype: str | None = None,
+                 history_every: int | None = None, max_history: int | None = None,
+                 polish: bool | SecondOrder = False, bounds: Mapping[str, Any] | None = None,
+                 fixed: Mapping[str, Any] | None = None):
+        if isinstance(optimizer, str):
+            optimizer = make_optimizer(optimizer)
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self._settings = dict(steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, reduction=reduction,
+                              dtype=dtype, history_every=history_every, max_history=max_history, polish=polish,
+                              bounds=bounds, fixed=fixed, checkpoint=None, resume=None, checkpoint_every=None)
+        self._key: tuple | None = None
+        self._problem: _Problem | None = None
+
+    def problem(self, data, *, sigma=None, absolute_sigma: bool = False, weights=None) -> _Problem:
+        """The checked problem for this data set (cached for the data object last given)."""
+        key = (id(data), id(sigma), id(weights), absolute_sigma)
+        if self._problem is None or key != self._key or self._held[0] is not data:
+            self._problem = _Problem.build(self.model, self.loss, data, self.optimizer, sigma=sigma,
+                                           absolute_sigma=absolute_sigma, weights=weights, **self._settings)
+            self._key, self._held = key, (data, sigma, weights)  # held, so their ids stay theirs
+        return self._problem
+
+    def __call__(self, data, init: Mapping[str, Any] | Sequence[Any] | np.ndarray | None = None, *,
+                 seed: int | Sequence[int] = 0, progress: Progress | None = None, sigma: Any = None,
+                 absolute_sigma: bool = False, weights: Any = None, monitor: Monitor | None = None,
+                 **values: Any) -> FitResult | MultiFit:
+        """Fit ``data`` from ``init`` (as `fit`), with the optimiser's numbers overridden by ``values``.
+
+        ``monitor(steps, losses)`` is called between compiled chunks with each run's latest
+        recorded loss; the runs it returns True for stop there (status ``stopped``).
+        """
+        problem = self.problem(data, sigma=sigma, absolute_sigma=absolute_sigma, weights=weights)
+        return problem.run(init, seed, values=values, progress=progress, monitor=monitor)
 
 
 def _weighted(data: Dataset, loss: Loss, sigma, absolute_sigma, weights) -> Dataset:
@@ -355,10 +507,30 @@ class _Run:
     dtype: str
     epochs: int | None
     max_rows: int
+    values: dict[str, np.ndarray]  # the optimiser's numbers: shape (S,) when batched, () for one start
+    seeds: np.ndarray  # (S,): each start's seed (its mini-batches; its start, when init was not given)
 
     @property
     def float_t(self):
         return np.float64 if self.dtype == "float64" else np.float32
+
+    @property
+    def lane_batches(self) -> bool:
+        """Whether the starts draw different mini-batches (their seeds differ)."""
+        return self.batch_size is not None and len(np.unique(self.seeds)) > 1
+
+    def optimizer_of(self, s: int) -> Optimizer:
+        """Start s's optimiser: the fit's, with start s's numbers."""
+        if not self.values or all(np.ndim(v) == 0 or np.all(v == v[0]) for v in self.values.values()):
+            own = self.optimizer.values
+            if all(float(np.ravel(v)[0]) == own[k] for k, v in self.values.items()):
+                return self.optimizer
+        return self.optimizer.with_values(**{k: float(np.ravel(v)[s] if np.ndim(v) else v)
+                                             for k, v in self.values.items()})
+
+    def h(self) -> dict[str, np.ndarray]:
+        """The optimiser's numbers as the compiled chunk takes them."""
+        return {k: np.asarray(v, self.float_t) for k, v in self.values.items()}
 
     def fingerprint(self, chunk: int) -> dict[str, Any]:
         """What a checkpoint of this fit must match to be resumed by it."""
@@ -375,6 +547,10 @@ class _Run:
             "batch_size": self.batch_size,
             "tol": self.tol,
             "seed": self.seed,
+            **({"runs": checkpoints.digest(np.asarray(self.seeds, float),
+                                           *(np.asarray(v, float) for v in self.values.values()))}
+               if self.batched and (self.lane_batches or any(np.ndim(v) and np.any(v != v[0])
+                                                            for v in self.values.values())) else {}),
             "history_every": self.every,
             "max_history": self.max_rows,
             "chunk": chunk,
@@ -435,7 +611,7 @@ def _second_order(run: _Run, settings: SecondOrder) -> FitResult | MultiFit:
             grad_norm=float(history.grad_norm[-1]), steps=steps, status=status, stopped=why, history=history,
             shapes=run.objective.model.shapes, model=run.objective.model.describe(),
             objective=f"{run.objective.loss.describe()}, {run.objective.reduction}", optimizer=settings.to_dict(),
-            settings={**_settings(run), "iterations": int(out.iterations[s])}, elapsed=elapsed, point=point)
+            settings={**_settings(run, s), "iterations": int(out.iterations[s])}, elapsed=elapsed, point=point)
 
     result = MultiFit.lazy(len(run.starts), build, out.theta, out.rows[np.arange(len(out.theta)), np.minimum(
         out.taken, out.rows.shape[1] - 1), -1]) if run.batched else build(0)
@@ -633,13 +809,13 @@ def _clip(value) -> str:
 # -- running the chunks ---------------------------------------------------------------------------------
 
 
-def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult | MultiFit:
+def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None) -> FitResult | MultiFit:
     t0 = time.perf_counter()
     objective, starts, total, every = run.objective, run.starts, run.total, run.every
     minibatch, batched, size = run.batch_size is not None, run.batched, objective.model.size
     length = loop.chunk_steps(total, every, minibatch, run.per_epoch)
-    plan = loop.Plan(objective, run.optimizer, minibatch, batched, length // every, every, run.data.x.size,
-                     len(starts) if batched else 0)
+    plan = loop.Plan(objective, run.optimizer.skeleton, minibatch, batched, length // every, every, run.data.x.size,
+                     len(starts) if batched else 0, run.lane_batches)
     init, run_chunk = loop.runner(plan)
     x, y = loop.on_device(run.data, run.float_t)
     tol = run.float_t(run.tol)
@@ -648,7 +824,8 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     # The loop state stays on the device between chunks. Its leaves are strongly typed,
     # so a state restored from a checkpoint's arrays is the very input of the
     # uninterrupted run's next chunk, and the chunk computes the same bits from it.
-    carry = init(starts.astype(run.float_t) if batched else starts[0].astype(run.float_t))
+    h = run.h()
+    carry = init(starts.astype(run.float_t) if batched else starts[0].astype(run.float_t), h)
     fingerprint = run.fingerprint(length) if checkpoint is not None else None
     done_steps, elapsed_before, replay = 0, 0.0, False
     recorder = Recorder(run.max_rows, len(starts), size + 3)
@@ -661,16 +838,24 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
         # A finished fit resumed runs one chunk of no steps, for the final loss and gradient;
         # its rows are not records (they must not count against the history budget).
         replay = bool(saved.header.get("finished"))
-    batches = BatchSource(len(run.data), run.batch_size, run.seed) if minibatch else None
+    sources = {int(k): BatchSource(len(run.data), run.batch_size, int(k)) for k in np.unique(run.seeds)} \
+        if minibatch else {}
+    lane_seeds = [int(k) for k in run.seeds] if run.lane_batches else [run.seed]
 
     def chunk_batches(first_step):
-        if batches is None:
+        if not minibatch:
             return None
         shape = (plan.groups, every, run.batch_size)
         if first_step >= total:  # a chunk that runs no step (resuming a finished fit) still takes batches
-            return np.zeros(shape, np.int32), np.zeros(shape, bool)
-        bidx, bmask = batches.steps(first_step, length)
-        return bidx.reshape(shape), bmask.reshape(shape)
+            bidx, bmask = np.zeros(shape, np.int32), np.zeros(shape, bool)
+            return (np.stack([bidx] * len(lane_seeds)), np.stack([bmask] * len(lane_seeds))) if run.lane_batches \
+                else (bidx, bmask)
+        drawn = {k: sources[k].steps(first_step, length) for k in set(lane_seeds)}
+        if not run.lane_batches:
+            bidx, bmask = drawn[run.seed]
+            return bidx.reshape(shape), bmask.reshape(shape)
+        return (np.stack([drawn[k][0].reshape(shape) for k in lane_seeds]),
+                np.stack([drawn[k][1].reshape(shape) for k in lane_seeds]))
 
     def save(finished: bool) -> None:
         leaves = jax.device_get(jax.tree_util.tree_leaves(carry))
@@ -684,7 +869,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     with interrupts.deferred() as pending:
         batch = chunk_batches(done_steps)
         while True:
-            out = run_chunk(carry, done_steps, total, batch, x, y, tol)
+            out = run_chunk(carry, done_steps, total, batch, x, y, tol, h)
             row0 = done_steps // every
             done_steps += length
             batch = chunk_batches(done_steps)  # JAX runs the chunk asynchronously: draw the next batches meanwhile
@@ -701,6 +886,9 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
                 finite = np.isfinite(chunk_losses)
                 progress(min(done_steps, total), total, float(np.min(chunk_losses[finite])) if finite.any()
                          else float("nan"))
+            if monitor is not None and not done_steps >= total:
+                carry, done = _stopped(carry, done, monitor(min(done_steps, total), recorder.end_losses.copy()),
+                                       (run_rows - 1) * every)
             finished = done_steps >= total or bool(np.all(done))
             if checkpoint is not None and (finished or pending or (
                     done_steps - last_saved_step >= checkpoint_every if checkpoint_every
@@ -729,13 +917,28 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume) -> FitResult
     return result
 
 
-def _settings(run: _Run) -> dict[str, Any]:
-    """The settings a result records."""
+def _settings(run: _Run, s: int = 0) -> dict[str, Any]:
+    """The settings start s's result records."""
     return {
-        "seed": run.seed, "batch_size": run.batch_size, "epochs": run.epochs, "steps": run.total,
+        "seed": int(run.seeds[s]), "batch_size": run.batch_size, "epochs": run.epochs, "steps": run.total,
         "tol": run.tol, "dtype": run.dtype, "reduction": run.objective.reduction, "history_every": run.every,
         "max_history": run.max_rows, "n_examples": len(run.data), "data": run.data.name,
     }
+
+
+def _stopped(carry, done, stop, at: int):
+    """The loop state with the runs in ``stop`` (not yet done) stopped at their last record, step ``at``."""
+    if stop is None:
+        return carry, done
+    stop = np.broadcast_to(np.asarray(stop, bool), done.shape) & ~done
+    if not stop.any():
+        return carry, done
+    theta, opt_state, was, code, n = carry
+    shape = np.shape(was)
+    mask = stop.reshape(shape)
+    carry = (theta, opt_state, np.logical_or(was, mask), np.where(mask, STOPPED, code).astype(np.int32),
+             np.where(mask, at, n).astype(np.int32))
+    return jax.device_put(carry), done | stop
 
 
 def _restore(carry, leaves: list[np.ndarray], path) -> Any:
@@ -809,6 +1012,8 @@ def _result(run: _Run, s: int, index, rows, row_losses, recorder: Recorder, end,
             status, why = "converged", f"converged: {small}"
         else:
             status, why = "stalled", f"stalled at {points.DESCRIPTION[point]}: {small}; try another start"
+    elif code == STOPPED:
+        status, why = "stopped", f"stopped by its monitor after {n} steps (a search gave up on it)"
     elif code == RUNNING and interrupted:
         status, why = "interrupted", f"interrupted by {interrupted} after {n} steps"
     elif code == RUNNING:
@@ -835,8 +1040,8 @@ def _result(run: _Run, s: int, index, rows, row_losses, recorder: Recorder, end,
         shapes=model.shapes,
         model=model.describe(),
         objective=f"{objective.loss.describe()}, {objective.reduction}",
-        optimizer=run.optimizer.to_dict(),
-        settings={**_settings(run), "history_thinned_to_every": every * recorder.stride},
+        optimizer=run.optimizer_of(s).to_dict(),
+        settings={**_settings(run, s), "history_thinned_to_every": every * recorder.stride},
         elapsed=elapsed,
         point=point,
     )

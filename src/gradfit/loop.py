@@ -11,10 +11,13 @@ block at a time, and computing losses after the loop, keep each step to the mode
 gradient, the update and one row write.
 
 Every chunk of a plan has one shape (a short last mini-batch is padded with masked
-rows, and the step cap is a runtime argument), so a plan compiles once. The host side
+rows, and the step cap is a runtime argument), so a plan compiles once. The optimiser's
+real numbers (α, β, γ, ε, ...) are arguments too, one set per start: the plan holds the
+rule's `Optimizer.skeleton`, so fits (and the runs of a sweep) that differ only in them
+share the compiled loop, and each start may carry its own. The host side
 (`gradfit.fitting`) runs the chunks one after another, draws the batches, keeps the
 history, writes checkpoints and stops between chunks. Many starts run together under
-``vmap``.
+``vmap``, sharing the mini-batches or each drawing its own (``lane_batches``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .data import Dataset
 from .objective import Objective
 from .optimizers import Optimizer
 
-RUNNING, CONVERGED, DIV_LOSS, DIV_GRAD, DIV_PARAMS = 0, 1, 2, 3, 4
+RUNNING, CONVERGED, DIV_LOSS, DIV_GRAD, DIV_PARAMS, STOPPED = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,14 @@ class Plan:
     """The static shape of a compiled chunk: what the trace depends on."""
 
     objective: Objective
-    optimizer: Optimizer
+    optimizer: Optimizer  # a skeleton: its numbers come as the chunk's argument ``h``
     minibatch: bool
     batched: bool
     groups: int
     every: int
     data_size: int = 1  # rows × columns of x, to size the loss pass after the loop
     starts: int = 0
+    lane_batches: bool = False  # each start its own mini-batches (a sweep over seeds)
 
     @property
     def free_metrics(self) -> bool:
@@ -61,15 +65,16 @@ def default_dtype() -> str:
 
 
 def _step_fns(plan: Plan):
-    """The two kinds of step for one start, as pure functions of (θ, state).
+    """The two kinds of step for one start, as pure functions of (θ, state), given the
+    optimiser's numbers ``h``.
 
-    ``record(θ, state, batch)`` also returns a history row [φ..., |g|², α, L]: the squared
+    ``record(θ, state, batch, x, y, h)`` also returns a history row [φ..., |g|², α, L]: the squared
     full-data gradient norm at θ, the rate of the update it takes, and the full-data
     loss where the record already makes a pass over the data for its gradient
     (mini-batches, look-ahead). Where the update's own gradient is the full-data one,
     L is left out (NaN) and the recorded rows' losses are computed after the loop, all
     at once, so a step does not pay for a second pass that its update does not need.
-    ``plain(θ, state, batch)`` only updates. Neither checks anything: the chunk checks
+    ``plain(θ, state, batch, x, y, h)`` only updates. Neither checks anything: the chunk checks
     a block of rows at once, which costs a few operations a block instead of a dozen a
     step (on small problems each compiled operation costs as much as the model).
     """
@@ -77,31 +82,31 @@ def _step_fns(plan: Plan):
     full_vg = jax.value_and_grad(objective.value)
     full_grad = jax.grad(objective.value)
     batch_vg = jax.value_and_grad(objective.batch_value)
-    def direction(theta, state, batch, x, y):
+    def direction(theta, state, batch, x, y, h):
         """The gradient the rule uses, and the objective a line search would probe."""
-        point = optimizer.gradient_point(theta, state)
+        point = optimizer.gradient_point(theta, state, h)
         if plan.minibatch:
             idx, mask = batch
             return batch_vg(point, x, y, idx, mask)[1], lambda p: objective.batch_value(p, x, y, idx, mask)
         return full_vg(point, x, y)[1], lambda p: objective.value(p, x, y)
 
-    def update(theta, state, grad, value_fn):
-        updates, state = optimizer.transform.update(grad, state, theta, value_fn=value_fn)
+    def update(theta, state, grad, value_fn, h):
+        updates, state = optimizer.rule(h).update(grad, state, theta, value_fn=value_fn)
         return theta + updates, state
 
-    def plain(theta, state, batch, x, y):
-        grad, value_fn = direction(theta, state, batch, x, y)
-        return update(theta, state, grad, value_fn)
+    def plain(theta, state, batch, x, y, h):
+        grad, value_fn = direction(theta, state, batch, x, y, h)
+        return update(theta, state, grad, value_fn, h)
 
-    def record(theta, state, batch, x, y):
+    def record(theta, state, batch, x, y, h):
         nan = jnp.full((), jnp.nan, theta.dtype)
         if plan.free_metrics:  # the update's own gradient is the full-data one at θ
             grad = full_grad(theta, x, y)
             grad_at_theta, value_fn, loss = grad, (lambda p: objective.value(p, x, y)), nan
         else:  # a pass over the data for the record: take the loss in the same pass
             loss, grad_at_theta = full_vg(theta, x, y)
-            grad, value_fn = direction(theta, state, batch, x, y)
-        new_theta, state = update(theta, state, grad, value_fn)
+            grad, value_fn = direction(theta, state, batch, x, y, h)
+        new_theta, state = update(theta, state, grad, value_fn, h)
         rate = optimizer.last_lr(state).astype(theta.dtype)
         row = jnp.concatenate([theta, jnp.stack([jnp.sum(grad_at_theta * grad_at_theta), rate, loss])])
         return new_theta, state, row
@@ -146,28 +151,33 @@ def runner(plan: Plan):
     """The compiled pieces of one plan: the start state, and a chunk of steps."""
     record, plain = _step_fns(plan)
     if plan.batched:
-        record = jax.vmap(record, in_axes=(0, 0, None, None, None))
-        plain = jax.vmap(plain, in_axes=(0, 0, None, None, None))
+        lanes = 0 if plan.lane_batches else None
+        record = jax.vmap(record, in_axes=(0, 0, lanes, None, None, 0))
+        plain = jax.vmap(plain, in_axes=(0, 0, lanes, None, None, 0))
     optimizer, every = plan.optimizer, plan.every
     blocks = -(-plan.groups // BLOCK)
 
-    def chunk(carry, start, total, batches, x, y, tol):
+    def chunk(carry, start, total, batches, x, y, tol, h):
         # carry: θ, optimiser state, stopped?, stop code, stop step (per start)
         size = carry[0].shape[-1]
         rows = jnp.full((blocks * BLOCK, *carry[0].shape[:-1], size + 3), jnp.nan, carry[0].dtype)
         n_groups = jnp.minimum(plan.groups, (total - start + every - 1) // every)
 
         def batch_at(g, e):
-            return None if batches is None else (batches[0][g, e], batches[1][g, e])
+            if batches is None:
+                return None
+            if plan.lane_batches:  # (starts, groups, every, batch size)
+                return batches[0][:, g, e], batches[1][:, g, e]
+            return batches[0][g, e], batches[1][g, e]
 
         def group(g, state):
             theta, opt_state, rows = state
             s0 = start + g * every
-            theta, opt_state, row = record(theta, opt_state, batch_at(g, 0), x, y)
+            theta, opt_state, row = record(theta, opt_state, batch_at(g, 0), x, y, h)
             rows = lax.dynamic_update_index_in_dim(rows, row, g, 0)
             if every > 1:
                 def step(e, c):
-                    return plain(c[0], c[1], batch_at(g, e), x, y)
+                    return plain(c[0], c[1], batch_at(g, e), x, y, h)
 
                 theta, opt_state = lax.fori_loop(1, jnp.minimum(every, total - s0), step, (theta, opt_state))
             return theta, opt_state, rows
@@ -238,8 +248,8 @@ def runner(plan: Plan):
 
     final = jax.vmap(metrics, in_axes=(0, None, None)) if plan.batched else metrics
 
-    def init(theta):
-        return (theta, optimizer.init(theta), jnp.asarray(False), jnp.asarray(RUNNING, jnp.int32),
+    def init(theta, h):
+        return (theta, optimizer.rule(h).init(theta), jnp.asarray(False), jnp.asarray(RUNNING, jnp.int32),
                 jnp.zeros((), jnp.int32))
 
     if plan.batched:

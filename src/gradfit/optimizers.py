@@ -17,6 +17,8 @@ other than φ; in a plain optax loop they take it from a ``grad_fn`` keyword arg
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,12 +26,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from . import polish
 from .errors import GradfitError, unknown_name
 from .linesearch import line_search
 from .schedules import Schedule, as_schedule
+from .schedules import check_schedule as _check_schedule
 
 # -- building blocks -----------------------------------------------------------
 
@@ -41,8 +45,8 @@ class ScaleByLrState(NamedTuple):
     lr: jax.Array
 
 
-def scale_by_lr(schedule: Schedule) -> optax.GradientTransformation:
-    """u ← -α_t u, with α_t = schedule(t); records α_t in the state."""
+def scale_by_lr(schedule: Callable[[Any], Any]) -> optax.GradientTransformation:
+    """u ← -α_t u, with α_t = schedule(t) (a `Schedule`, or any function of t); records α_t in the state."""
 
     def init(params):
         del params
@@ -100,11 +104,20 @@ def scale_by_normalized(eps: float) -> optax.GradientTransformation:
 # -- the optimiser spec ----------------------------------------------------------
 
 
+#: Hyperparameters that are real numbers a compiled loop takes at run time (with the
+#: schedule's ``lr``, ``factor``, ``rate``, ``floor``), so fits that differ only in them
+#: share one compile and a sweep can vmap over them. The line search's settings shape
+#: the loop and stay fixed.
+RUNTIME = ("beta", "gamma", "eps", "weight_decay")
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """A named update rule with its variant, hyperparameters and learning-rate schedule.
 
-    Equal specs compare equal, so fits with the same optimiser reuse one compiled loop.
+    Equal specs compare equal. A compiled loop depends on `skeleton` only (the rule with
+    its real numbers taken out) and takes `values` as arguments, so fits whose
+    optimisers differ only in α, β, γ, ε or λ reuse one compiled loop.
     """
 
     name: str
@@ -116,16 +129,69 @@ class Optimizer:
     def _rule(self) -> "_Rule":
         return RULES[self.name]
 
+    @property
+    def values(self) -> dict[str, float]:
+        """The real numbers of this rule: ``lr`` (and the schedule's), ``beta``, ``gamma``, ``eps``, ..."""
+        return {**self.lr.values, **{k: v for k, v in self.hyper if k in RUNTIME}}
+
     @cached_property
-    def transform(self) -> optax.GradientTransformationExtraArgs:
-        """The rule as optax blocks, fed the gradient at `gradient_point`."""
-        h = dict(self.hyper)
+    def skeleton(self) -> "Optimizer":
+        """This rule with every real number of `values` set to 1: what a compiled loop's shape depends on."""
+        lr = dataclasses.replace(self.lr, lr=1.0, settings=tuple(
+            (k, 1.0 if k in self.lr.values else v) for k, v in self.lr.settings))
+        return dataclasses.replace(self, lr=lr, hyper=tuple((k, 1.0 if k in RUNTIME else v) for k, v in self.hyper))
+
+    def with_values(self, **values: float) -> "Optimizer":
+        """This rule with some of its real numbers changed, checked (``opt.with_values(lr=0.01, beta=0.5)``)."""
+        unknown = sorted(set(values) - set(self.values))
+        if unknown:
+            raise GradfitError(f"{self.name} takes no {', '.join(unknown)}; its numbers are "
+                               f"{', '.join(self.values)}")
+        schedule = self.lr
+        if "lr" in values or set(values) & set(schedule.values):
+            settings = tuple((k, float(values.get(k, v))) if k in schedule.values else (k, v)
+                             for k, v in schedule.settings)
+            schedule = dataclasses.replace(schedule, lr=float(values.get("lr", schedule.lr)), settings=settings)
+            _check_schedule(schedule)
+        hyper = {k: (float(values[k]) if k in values else v) for k, v in self.hyper}
+        _check_hyper(self.name, hyper)
+        return dataclasses.replace(self, lr=schedule, hyper=tuple(hyper.items()))
+
+    def check_values(self, values: dict[str, Any]) -> None:
+        """Refuse numbers outside their ranges (each a number or an array of one per run), naming the first."""
+        for key, value in values.items():
+            arr = np.atleast_1d(np.asarray(value, float))
+            if key == "lr":
+                bad = ~(np.isfinite(arr) & (arr > 0))
+                text = "must be a positive number"
+            elif key in _RANGES or key in ("factor", "rate"):
+                low, high, text = _RANGES.get(key, (0.0, 1.0, "(0, 1]"))
+                bad = ~((arr >= low) & (arr < high)) if key in _RANGES else ~((arr > 0) & (arr <= 1))
+                text = f"must lie in {text}"
+            elif key == "floor":
+                bad, text = ~((arr >= 0) & (arr <= 1)), "must lie in [0, 1]"
+            else:  # eps, weight_decay
+                bad, text = ~(np.isfinite(arr) & (arr >= 0)), "must be >= 0"
+            if bad.any():
+                i = int(np.argmax(bad))
+                where = f" (run {i})" if arr.size > 1 else ""
+                raise GradfitError(f"{key} for {self.name} {text}, not {arr[i]:g}{where}")
+
+    def rule(self, values: dict[str, Any] | None = None) -> optax.GradientTransformationExtraArgs:
+        """The rule as optax blocks, with the real numbers from ``values`` (traced arrays welcome;
+        default: this optimiser's own), fed the gradient at `gradient_point`."""
+        h = {**dict(self.hyper), **(self.values if values is None else values)}
         direction = self._rule.variants[self.variant](h)
         if h.get("line_search"):
             last = scale_by_line_search(h["max_dist"], h["thresh"], int(h["max_iter"]))
         else:
-            last = scale_by_lr(self.lr)
+            last = scale_by_lr(functools.partial(self.lr.at, values=h))
         return optax.chain(direction, last)
+
+    @cached_property
+    def transform(self) -> optax.GradientTransformationExtraArgs:
+        """The rule as optax blocks with this optimiser's own numbers."""
+        return self.rule()
 
     @property
     def looks_ahead(self) -> bool:
@@ -136,14 +202,15 @@ class Optimizer:
     def line_search(self) -> bool:
         return bool(dict(self.hyper).get("line_search"))
 
-    def gradient_point(self, params, state):
+    def gradient_point(self, params, state, values: dict[str, Any] | None = None):
         """Where the rule evaluates the gradient: φ, or φ - α m (slides), φ - αβm (book)."""
         if not self.looks_ahead:
             return params
+        values = self.values if values is None else values
         momentum = state[0].ema
-        rate = self.lr(state[-1].count)
+        rate = self.lr.at(state[-1].count, values)
         if self.variant == "book":
-            rate = rate * dict(self.hyper)["beta"]
+            rate = rate * values["beta"]
         # Keep each leaf's dtype: a float64 rate would turn float32 parameters' gradients,
         # and so the momentum, into float64, and a lax.scan carry would change type.
         return jax.tree.map(lambda p, m: (p - rate * m).astype(p.dtype), params, momentum)

@@ -1,17 +1,21 @@
 """Learning-rate schedules α_t, t = 0, 1, 2, ... counting updates.
 
-Each is a small frozen object (so fits that use equal schedules share a compiled
-loop) that evaluates with optax's schedule functions where one is exactly the rule.
+Each is a small frozen object: its kind and whole-number settings fix the shape of a
+compiled loop, and its real numbers (α and the decay's factor, rate or floor,
+`Schedule.values`) are arguments the compiled loop takes at run time, so fits that
+differ only in them, and the runs of a sweep, share one compile. The formulas are
+optax's (``exponential_decay``, ``cosine_decay_schedule``), written out here because
+optax's builders take their rates as Python numbers, not as traced arrays.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
-import optax
 
 from .errors import GradfitError, unknown_name
 
@@ -29,27 +33,40 @@ class Schedule:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise GradfitError(f"the learning rate must be a positive number, not {self.lr}")
 
+    @property
+    def values(self) -> dict[str, float]:
+        """The real numbers a compiled loop takes at run time: ``lr`` and the decay's real settings."""
+        return {"lr": self.lr, **{k: v for k, v in self.settings if k in REAL_SETTINGS}}
+
     def __call__(self, count):
+        return self.at(count, self.values)
+
+    def at(self, count, values: Mapping[str, Any]):
+        """α_t with the real numbers from ``values`` (`values`' keys; traced arrays welcome)."""
         count = jnp.asarray(count)
-        base = self._base(jnp.maximum(count - self.warmup_steps, 0))
+        lr = values["lr"]
+        base = self._base(jnp.maximum(count - self.warmup_steps, 0), lr, values)
         if self.warmup_steps == 0:
             return base
-        ramp = self.lr * (count + 1) / (self.warmup_steps + 1)
+        ramp = lr * (count + 1) / (self.warmup_steps + 1)
         return jnp.where(count < self.warmup_steps, ramp, base)
 
-    def _base(self, t):
-        # optax divides the count by the step length, and an int32 count divides to
-        # float32: a float64 fit would get its rates rounded to float32.
+    def _base(self, t, lr, values):
+        # An int32 count divided by the step length would give float32: a float64 fit
+        # would get its rates rounded to float32. So t is a float of the fit's precision.
         t = jnp.asarray(t, jnp.result_type(float))
         s = dict(self.settings)
         if self.kind == "constant":
-            return jnp.full_like(t, self.lr, dtype=jnp.result_type(float))
-        if self.kind == "step":
-            return optax.exponential_decay(self.lr, s["every"], s["factor"], staircase=True)(t)
-        if self.kind == "exponential":
-            return optax.exponential_decay(self.lr, 1, s["rate"])(t)
-        if self.kind == "cosine":
-            return optax.cosine_decay_schedule(self.lr, s["steps"], alpha=s["floor"])(t)
+            return jnp.full_like(t, lr, dtype=jnp.result_type(float))
+        if self.kind == "step":  # optax.exponential_decay(lr, every, factor, staircase=True)
+            return jnp.where(t <= 0, lr, lr * jnp.power(values["factor"], jnp.floor(t / s["every"])))
+        if self.kind == "exponential":  # optax.exponential_decay(lr, 1, rate)
+            return jnp.where(t <= 0, lr, lr * jnp.power(values["rate"], t / 1))
+        if self.kind == "cosine":  # optax.cosine_decay_schedule(lr, steps, alpha=floor)
+            t = jnp.minimum(t, float(s["steps"]))
+            decay = 0.5 * (1 + jnp.cos(jnp.pi * t / float(s["steps"])))
+            floor = values["floor"]
+            return lr * ((1 - floor) * decay + floor)
         raise unknown_name("schedule", self.kind, SCHEDULES)
 
     def describe(self) -> str:
@@ -58,6 +75,9 @@ class Schedule:
             parts.append(f"warmup={self.warmup_steps}")
         return f"{self.kind}({', '.join(parts)})"
 
+
+#: The settings that are real numbers (the rest are whole numbers that shape the loop).
+REAL_SETTINGS = ("factor", "rate", "floor")
 
 #: Schedules count steps in 32-bit integers inside the compiled loop.
 MAX_STEPS = 2**31 - 1
@@ -68,6 +88,18 @@ def _within_the_step_counter(what: str, value) -> None:
         raise GradfitError(f"{what} must be at most {MAX_STEPS:,} (the loop's step counter), not {value:,}")
 
 
+def check_schedule(schedule: Schedule) -> Schedule:
+    """The schedule, if its real settings lie in their ranges; else a `GradfitError` saying which."""
+    s = dict(schedule.settings)
+    if "factor" in s and not 0 < s["factor"] <= 1:
+        raise GradfitError(f"a step-decay factor must lie in (0, 1], not {s['factor']}")
+    if "rate" in s and not 0 < s["rate"] <= 1:
+        raise GradfitError(f"an exponential decay rate must lie in (0, 1], not {s['rate']}")
+    if "floor" in s and not 0 <= s["floor"] <= 1:  # below 0 the rate would end negative and climb the loss
+        raise GradfitError(f"a cosine schedule's floor is a fraction of lr in [0, 1], not {s['floor']}")
+    return schedule
+
+
 def constant(lr: float) -> Schedule:
     """α_t = α."""
     return Schedule("constant", float(lr))
@@ -75,19 +107,15 @@ def constant(lr: float) -> Schedule:
 
 def step_decay(lr: float, factor: float = 0.5, every: int = 100) -> Schedule:
     """α_t = α · factor^⌊t / M⌋: multiply α by a factor every M steps (the slides' schedule)."""
-    if not 0 < factor <= 1:
-        raise GradfitError(f"a step-decay factor must lie in (0, 1], not {factor}")
     if every < 1:
         raise GradfitError(f"a step decay needs every >= 1 step, not {every}")
     _within_the_step_counter("a step decay's every", every)
-    return Schedule("step", float(lr), (("factor", float(factor)), ("every", int(every))))
+    return check_schedule(Schedule("step", float(lr), (("factor", float(factor)), ("every", int(every)))))
 
 
 def exponential(lr: float, rate: float = 0.99) -> Schedule:
     """α_t = α · rate^t."""
-    if not 0 < rate <= 1:
-        raise GradfitError(f"an exponential decay rate must lie in (0, 1], not {rate}")
-    return Schedule("exponential", float(lr), (("rate", float(rate)),))
+    return check_schedule(Schedule("exponential", float(lr), (("rate", float(rate)),)))
 
 
 def cosine(lr: float, steps: int, floor: float = 0.0) -> Schedule:
@@ -95,9 +123,7 @@ def cosine(lr: float, steps: int, floor: float = 0.0) -> Schedule:
     if steps < 1:
         raise GradfitError(f"a cosine schedule needs steps >= 1, not {steps}")
     _within_the_step_counter("a cosine schedule's steps", steps)
-    if not 0 <= floor <= 1:  # below 0 the rate would end negative and climb the loss
-        raise GradfitError(f"a cosine schedule's floor is a fraction of lr in [0, 1], not {floor}")
-    return Schedule("cosine", float(lr), (("steps", int(steps)), ("floor", float(floor))))
+    return check_schedule(Schedule("cosine", float(lr), (("steps", int(steps)), ("floor", float(floor)))))
 
 
 def warmup(schedule: Schedule | float, steps: int) -> Schedule:
