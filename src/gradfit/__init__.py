@@ -43,6 +43,7 @@ _EXPORTS = {
     ),
     "result": ("FitResult", "History", "Inference", "MultiFit"),
     "schedules": ("constant", "cosine", "exponential", "step_decay", "warmup"),
+    "sweeps": ("sweep",),
     "textreport": ("fit_report",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -90,4 +91,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from .result import FitResult, History, Inference, MultiFit  # noqa: F401
     from .schedules import constant, cosine, exponential, step_decay, warmup  # noqa: F401
+    from .sweeps import sweep  # noqa: F401
     from .textreport import fit_report  # noqa: F401

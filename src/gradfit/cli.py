@@ -1123,6 +1123,172 @@ def landscape(
     _wrote(result)
 
 
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    data: DataOption = None,
+    x: XOption = None,
+    y: YOption = None,
+    builtin: BuiltinOption = None,
+    delimiter: DelimiterOption = None,
+    model: ModelOption = None,
+    loss: LossOption = "normal",
+    optimizer: Annotated[str, typer.Option(help="Optimisers to sweep, comma-separated, each NAME or NAME:VARIANT, e.g. adam,momentum:heavy-ball.")] = "adam",
+    grid: Annotated[list[str] | None, typer.Option("--grid", help="A swept setting, repeatable: NAME=v1,v2,... or NAME=LOW:HIGH:log|lin:N (N points, both ends). Names: lr, beta, gamma, eps, weight_decay, decay_factor, decay_every, warmup, variant, schedule, batch_size, steps, epochs, and init.PARAM for starts.")] = None,
+    random: Annotated[int | None, typer.Option("--random", help="Random search: draw N configurations (ranges as uniform or log-uniform distributions, lists as choices) instead of the grid.")] = None,
+    search: Annotated[str, typer.Option(help="grid (default; random with --random) or optuna (Optuna's sampler and pruner, --trials N).")] = "grid",
+    trials: Annotated[int | None, typer.Option(help="optuna: how many trials.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..N-1 per configuration: a row's seed is --seed of gradfit fit (its start, unless init.PARAM is swept, and its mini-batches).")] = 1,
+    data_seed: Annotated[int, typer.Option(help="Seed of the built-in data, one data set for every run (gradfit fit --data-seed).")] = 0,
+    lr: Annotated[float | None, typer.Option(help="Learning rate α for every run (unless swept).")] = None,
+    beta: Annotated[float | None, typer.Option(help="β for every run (unless swept).")] = None,
+    gamma: Annotated[float | None, typer.Option(help="γ for every run (unless swept).")] = None,
+    eps: Annotated[float | None, typer.Option(help="ε for every run (unless swept).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="λ for every run (unless swept).")] = None,
+    schedule: Annotated[str, typer.Option(help="constant, step, exponential or cosine, for every run.")] = "constant",
+    decay_factor: Annotated[float, typer.Option(help="step: multiply α by this every --decay-every steps; exponential: α·rate^t (as gradfit fit).")] = 0.5,
+    decay_every: Annotated[int, typer.Option(help="step: steps between decays; cosine: its length (as gradfit fit).")] = 100,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")] = 0,
+    batch_size: BatchOption = None,
+    steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
+    tol: Annotated[float, typer.Option(help="Stop a run when its gradient norm is at most tol; 0 runs every step.")] = 1e-6,
+    scale: ScaleOption = 8.0,
+    width: WidthOption = 8,
+    reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
+    dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write one row per run to this .parquet or .csv file as groups finish; rerun with the same file to resume (finished runs are skipped).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Run the groups on a local Dask cluster of N worker processes (127.0.0.1).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Run the groups on the Dask cluster whose scheduler is at tcp://HOST:PORT.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the final loss against the first swept setting (median and quartiles over seeds) to this image file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Fit once per configuration and seed, vmapped in one compile per group; one row per run.
+
+    Example: gradfit sweep --model gabor --optimizer adam,momentum --grid lr=0.001:1:log:64
+    --grid beta=0.5,0.9,0.99 --seeds 8 --steps 1000 --out runs.parquet
+    """
+    gf, GradfitError = _engine()
+    try:
+        _at_least(0, steps=steps, data_seed=data_seed, warmup=warmup)
+        _at_least(1, decay_every=decay_every)
+        _at_least(1, epochs=epochs, batch_size=batch_size, seeds=seeds, width=width, random=random, trials=trials,
+                  workers=workers)
+        _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay, scale=scale)
+        from gradfit.sweeps import sweep as run_sweep
+
+        model = _model_name(model, data, builtin, loss)
+        gabor_data = data is None and (builtin or _builtin_for(model, loss)) == "gabor"
+        _for_its_model(ctx, model, scale="gabor" if not gabor_data else model, width="shallow")
+        if _is_formula(model) and x is None and data is not None:
+            x = _formula_inputs(model, data, y, builtin, delimiter, [])
+        dataset = _dataset(gf, data, x, y, builtin, model, loss, data_seed, scale, delimiter)
+        the_model = _model(gf, model, dataset, loss, scale, width)
+        fixed = {"lr": lr, "beta": beta, "gamma": gamma, "eps": eps, "weight_decay": weight_decay}
+        if schedule != "constant":
+            fixed.update(decay_factor=decay_factor, decay_every=decay_every)
+        if warmup:
+            fixed["warmup"] = warmup
+        texts = [_cli_grid(t, schedule) for t in grid or []]
+        swept = {t.split("=", 1)[0].strip() for t in texts}
+        given = {_cli_grid(f"{k}={v!r}", schedule) for k, v in fixed.items() if v is not None}
+        texts += sorted(t for t in given if t.split("=", 1)[0] not in swept)
+        if search not in ("grid", "optuna"):
+            raise GradfitError(f"--search is grid or optuna, not {search!r} (random search: --random N)")
+        if search == "optuna" and trials is None:
+            raise GradfitError("--search optuna needs --trials N")
+        if search != "optuna" and trials is not None:
+            raise GradfitError("--trials is for --search optuna; a grid runs all its points, --random N draws N")
+        with _SweepBar(quiet) as bar, _Warnings(quiet):
+            frame = run_sweep(the_model, gf.make_loss(loss), dataset, optimizer, grid=texts, random=random,
+                              seeds=seeds, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol,
+                              schedule=schedule, reduction=reduction, dtype=dtype, out=out_path,
+                              scheduler=scheduler, workers=workers, progress=bar,
+                              **({"search": "optuna", "trials": trials} if search == "optuna" else {}))
+        if plot is not None:
+            _plot_sweep(frame, plot, texts)
+    except (GradfitError, OSError) as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        where = f"; the finished groups are in {out_path}: rerun the same command to go on" if out_path else ""
+        err.print(Text(f"interrupted{where}"))
+        raise typer.Exit(130) from None
+    if not quiet:
+        _print_sweep(frame, out_path)
+
+
+#: gradfit fit's schedule options, by schedule: the sweep's name for each.
+_SCHEDULE_NAMES = {
+    "step": {"decay_factor": "factor", "decay_every": "every"},
+    "exponential": {"decay_factor": "rate"},
+    "cosine": {"decay_every": "decay_steps"},
+}
+
+
+def _cli_grid(text: str, schedule: str) -> str:
+    """A --grid text in gradfit fit's spelling (batch-size, decay_factor, ...) in the sweep's (batch_size, rate)."""
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    if not name.startswith("init."):
+        name = name.replace("-", "_")
+        name = _SCHEDULE_NAMES.get(schedule, {}).get(name, name)
+    return f"{name}{sep}{rest}"
+
+
+class _SweepBar(_ProgressBar):
+    """The progress of a sweep: runs finished of all, on stderr, after half a second."""
+
+    def __call__(self, done: int, total: int, skipped: int) -> None:
+        if self.quiet or not err.is_terminal and not sys.stderr.isatty():
+            return
+        if self.progress is None:
+            if time.perf_counter() - self.start < self.delay:
+                return
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("sweeping"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+                                     TimeRemainingColumn(), console=err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("sweep", total=total)
+        self.progress.update(self.task, completed=done)
+
+
+def _print_sweep(frame, out_path) -> None:
+    """The best configuration of each optimiser (median final loss over seeds), and where the rows went."""
+    import numpy as np
+
+    if frame.empty:
+        out.print("no runs")
+        return
+    numbers = [c for c in ("lr", "beta", "gamma", "eps", "weight_decay", "factor", "rate", "floor", "batch_size",
+                           "max_steps", "epochs", "every", "decay_steps", "warmup") if c in frame.columns]
+    keys = ["optimizer", "variant", *[c for c in numbers if frame[c].nunique(dropna=True) > 1]]
+    loss = frame["final_loss"].where(np.isfinite(frame["final_loss"]))
+    grouped = frame.assign(_loss=loss).groupby(keys, dropna=False)
+    summary = grouped.agg(median=("_loss", "median"), runs=("_loss", "size"),
+                          diverged=("status", lambda s: int((s == "diverged").sum())))
+    table = Table(title=f"{len(frame)} runs; best configuration of each optimiser (median final loss over seeds)")
+    for column in ["optimizer", *keys[2:], "median final loss", "runs", "diverged"]:
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    for (name, variant), part in summary.reset_index().groupby(["optimizer", "variant"]):
+        best = part.sort_values("median", na_position="last").iloc[0]
+        table.add_row(f"{name} [{variant}]", *[f"{best[k]:g}" for k in keys[2:]],
+                      f"{best['median']:.6g}" if np.isfinite(best["median"]) else "diverged",
+                      str(int(best["runs"])), str(int(best["diverged"])))
+    out.print(table)
+    statuses = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
+    out.print(Text(f"status: {statuses}" + (f"; rows in {out_path}" if out_path else "")))
+
+
+def _plot_sweep(frame, path: Path, texts) -> None:
+    from gradfit.sweeps import plots as sweep_plots
+
+    swept = [t.split("=", 1)[0] for t in texts if "," in t or ":" in t.split("=", 1)[1]]
+    x = next((name for name in swept if name in frame.columns), "lr")
+    figure = sweep_plots.sensitivity_figure(frame, x=x)
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+
+
 def main() -> None:
     """Entry point of the ``gradfit`` script."""
     app()

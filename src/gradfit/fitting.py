@@ -889,6 +889,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
             if monitor is not None and not done_steps >= total:
                 carry, done = _stopped(carry, done, monitor(min(done_steps, total), recorder.end_losses.copy()),
                                        (run_rows - 1) * every)
+                code, n = (np.atleast_1d(a) for a in jax.device_get((carry[3], carry[4])))  # if no chunk follows
             finished = done_steps >= total or bool(np.all(done))
             if checkpoint is not None and (finished or pending or (
                     done_steps - last_saved_step >= checkpoint_every if checkpoint_every

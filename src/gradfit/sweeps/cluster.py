@@ -1,0 +1,220 @@
+"""Run a sweep's groups on Dask: join a scheduler or start a local cluster, run the groups, measure the workers.
+
+A sweep is split into groups, each a vmapped batch of fits compiled once. `connect` gives a
+`distributed.Client` (or None, to run in-process), `run_groups` runs ``fn(group)`` for every
+group and hands each result to ``on_result`` in the driver as it finishes (so one process
+writes the rows), and `worker_memory` reports each worker's peak memory.
+
+Dask is optional: this module imports without it, and asking for a cluster without it
+installed raises a `GradfitError` saying what to install.
+
+Workers compile once only if ``fn`` reaches them by reference: define ``fn``, and the
+jitted functions it calls, at module level in an importable module (not in a script's
+``__main__``, not as a lambda or closure, and not ``fn = jax.jit(...)`` itself). Anything
+else is pickled by value, and each task then unpickles a fresh jitted function and compiles
+it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from gradfit.errors import GradfitError
+
+if TYPE_CHECKING:
+    import distributed
+
+#: Seconds to keep trying to reach a scheduler before giving up.
+CONNECT_TIMEOUT = 10.0
+
+
+def _distributed():
+    """The `distributed` package, or the error that says how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise GradfitError("sweeps on a cluster need Dask: pip install 'gradfit[sweep]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler: str | distributed.Client | None = None,
+    workers: int | None = None,
+    *,
+    timeout: float = CONNECT_TIMEOUT,
+) -> Iterator[distributed.Client | None]:
+    """A context giving the Dask client to run a sweep on, or None to run it in-process.
+
+    - neither given: None (the caller runs the groups in this process);
+    - ``workers=N``: a local cluster of N single-threaded worker processes on 127.0.0.1
+      (dashboard off), closed with its client when the context exits, also on an error
+      or Ctrl-C;
+    - ``scheduler="tcp://HOST:PORT"``: a client of that scheduler, closed on exit (the
+      scheduler and its workers keep running); one not reached within ``timeout``
+      seconds is a `GradfitError`;
+    - ``scheduler=client``, a `distributed.Client` of the caller's (for TLS or any other
+      setup an address cannot say): used as it is and left open.
+    """
+    if scheduler is not None and workers is not None:
+        raise GradfitError("give a scheduler or a number of workers, not both: a scheduler joins a running "
+                           "cluster, workers=N starts a local one")
+    if not (isinstance(timeout, numbers.Real) and timeout > 0):
+        raise GradfitError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+    if scheduler is None and workers is None:
+        yield None
+        return
+    if workers is not None:
+        n = _worker_count(workers)
+        distributed = _distributed()
+        # silence_logs lowers dask's own stderr handlers to ERROR for the cluster's life (in
+        # the workers too), so starting and stopping prints nothing; a group that raises
+        # still logs its error from the worker, once per try.
+        with (
+            distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None, silence_logs=logging.ERROR) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            yield client
+        return
+    if not isinstance(scheduler, str):
+        if not isinstance(scheduler, _distributed().Client):
+            raise GradfitError(f"scheduler must be an address like tcp://127.0.0.1:8786 or a distributed.Client, "
+                               f"not {type(scheduler).__name__} {scheduler!r}")
+        yield scheduler
+        return
+    address = _scheduler_address(scheduler)
+    distributed = _distributed()
+    _probe(address, timeout)
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except OSError:  # the timeout dask raises is an OSError
+        raise GradfitError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: start one with "
+                           "'dask scheduler', or use --workers N for a local cluster") from None
+    with client:
+        yield client
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Refuse at once an address where nothing listens (a refused connection), rather than after the
+    client's whole timeout; a scheduler that answers slowly still gets the timeout."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else (exc.strerror or str(exc))
+        raise GradfitError(f"cannot reach the Dask scheduler at {address} ({why}): start one with "
+                           "'dask scheduler', or use --workers N for a local cluster") from None
+
+
+def _worker_count(workers: Any) -> int:
+    """``workers`` as a whole number >= 1 (2.0 is 2), or the error."""
+    whole = (isinstance(workers, numbers.Integral) or (isinstance(workers, float) and workers.is_integer()))
+    if isinstance(workers, bool) or not whole or workers < 1:
+        raise GradfitError(f"workers must be a whole number >= 1 (the worker processes to start), not {workers!r}")
+    return int(workers)
+
+
+def _scheduler_address(scheduler: str) -> str:
+    """``scheduler`` as a checked ``tcp://HOST:PORT`` address (``HOST:PORT`` means tcp), or the error.
+
+    Checked here because dask raises on a malformed address from inside `Client`, which then
+    stalls the interpreter's exit for seconds trying to close a client that never opened.
+    """
+    address = scheduler.strip()
+    if "://" not in address:
+        address = "tcp://" + address
+    scheme, _, location = address.partition("://")
+    host, colon, port = location.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal
+        host = host[1:-1]
+    if scheme != "tcp" or not colon or not host or "/" in location or not port.isdigit() or not 0 < int(port) < 65536:
+        raise GradfitError(f"malformed Dask scheduler address {scheduler!r}: give tcp://HOST:PORT, e.g. "
+                           "tcp://127.0.0.1:8786 (for tls:// or other setups, pass a distributed.Client)")
+    return address
+
+
+def run_groups(
+    client: distributed.Client | None,
+    fn: Callable[[Any], Any],
+    groups: Iterable[Any],
+    on_result: Callable[[int, Any], None],
+    *,
+    retries: int = 2,
+) -> None:
+    """Run ``fn(group)`` for every group, calling ``on_result(index, result)`` in this process as each finishes.
+
+    With no client the groups run here, in order, and an error in ``fn`` propagates as it
+    is. On a client every group is submitted at once and results arrive in the order they
+    finish, each exactly once: a task that raises is retried ``retries`` times, and one on
+    a worker that dies is rescheduled by Dask. A group that still fails cancels the rest
+    and raises a `GradfitError` naming the group and the worker's error; Ctrl-C (or any
+    error from ``on_result``) cancels the rest and propagates.
+
+    ``fn`` and each group are pickled to the workers; see the module's note on defining
+    ``fn`` so that workers compile once.
+    """
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise GradfitError(f"retries must be a whole number >= 0, not {retries!r}")
+    groups = list(groups)
+    if client is None:
+        for index, group in enumerate(groups):
+            on_result(index, fn(group))
+        return
+    distributed = _distributed()
+    pending = {}
+    try:
+        for index, group in enumerate(groups):
+            future = client.submit(fn, group, retries=int(retries), pure=False)
+            pending[future.key] = index, future
+        for future in distributed.as_completed([f for _, f in pending.values()], loop=client.loop):
+            index, _ = pending.pop(future.key)
+            if future.status != "finished":
+                raise _group_failed(index, groups[index], future, retries)
+            on_result(index, future.result())
+    except BaseException:
+        if pending:
+            client.cancel([f for _, f in pending.values()])
+        raise
+
+
+def _group_failed(index: int, group: Any, future: Any, retries: int) -> GradfitError:
+    """The one-line error for a group that failed on the cluster, with the worker's error as its cause."""
+    label = " ".join(repr(group).split())
+    label = label if len(label) <= 60 else label[:57] + "..."
+    if future.status != "error":
+        return GradfitError(f"group {index} ({label}) was {future.status} on the Dask cluster (lost the scheduler?): "
+                            "check the cluster and run the sweep again")
+    cause = future.exception()
+    lines = str(cause).strip().splitlines()
+    what = type(cause).__name__ + (f": {lines[0]}" if lines else "")
+    # Retries count errors raised by fn; a task whose workers died is given up on by the scheduler.
+    tries = "" if type(cause).__name__ == "KilledWorker" else f" after {retries} retries"
+    error = GradfitError(f"group {index} ({label}) failed on a Dask worker{tries}: {what}; "
+                         "run the sweep in-process (no scheduler or workers) to see its traceback")
+    error.__cause__ = cause
+    return error
+
+
+def worker_memory(client: distributed.Client) -> dict[str, int]:
+    """Each worker's peak resident memory in bytes, by worker address (a restarted worker counts from its restart)."""
+    return {address: int(rss) for address, rss in client.run(_peak_rss).items()}
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set size in bytes (run on each worker)."""
+    try:
+        import resource
+    except ImportError:  # Windows: psutil is a dependency of distributed
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS counts bytes, Linux KiB
