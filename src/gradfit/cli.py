@@ -170,6 +170,7 @@ def fit(
     epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     seed: SeedOption = 0,
+    data_seed: Annotated[int | None, typer.Option(help="Seed of the built-in data alone (default: --seed); gradfit sweep's rows rerun with their --seed and the sweep's --data-seed.")] = None,
     init: Annotated[str | None, typer.Option(help="Start: v0,v1,... in parameter order, or by name, a=1,k=0.1 (the others keep their default start).")] = None,
     bound: Annotated[list[str] | None, typer.Option("--bound", help="Keep a parameter within bounds, NAME=LOW:HIGH (inf or an empty side for none), e.g. k=0:inf; repeat or separate with commas.")] = None,
     fix: Annotated[list[str] | None, typer.Option("--fix", help="Hold a parameter at a value and do not fit it, NAME=VALUE, e.g. a=1; repeat or separate with commas.")] = None,
@@ -203,7 +204,7 @@ def fit(
     gf, GradfitError = _engine()
     dataset = None
     try:
-        _at_least(0, seed=seed, steps=steps, warmup=warmup)
+        _at_least(0, seed=seed, steps=steps, warmup=warmup, data_seed=data_seed)
         _at_least(1, epochs=epochs, batch_size=batch_size, history_every=history_every,
                   checkpoint_every=checkpoint_every, decay_every=decay_every, width=width)
         _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay,
@@ -233,8 +234,8 @@ def fit(
         keep = {k: v for k, v in keep.items() if v is not None}
         with _ProgressBar(quiet) as bar, _Warnings(quiet):
             if regression:
-                dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init, seed,
-                                                   delimiter)
+                dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init,
+                                                   seed if data_seed is None else data_seed, delimiter)
                 result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
                                      init=start, polish=True if polish is None else polish, progress=bar, **keep)
             else:
@@ -242,7 +243,8 @@ def fit(
                 if _is_formula(model) and x is None:
                     inputs = _formula_inputs(model, data, y, builtin, delimiter, extra)
                     x = inputs if data is not None else None  # built-in data: its one input, x
-                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed, scale, delimiter, extra)
+                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed if data_seed is None else data_seed, scale,
+                                   delimiter, extra)
                 the_model = _model(gf, model, dataset, loss, scale, width)
                 the_loss = gf.make_loss(loss)
                 start = _parse_init(init, the_model, seed)
@@ -1160,7 +1162,7 @@ def sweep(
     out_path: Annotated[Path | None, typer.Option("--out", help="Write one row per run to this .parquet or .csv file as groups finish; rerun with the same file to resume (finished runs are skipped).")] = None,
     workers: Annotated[int | None, typer.Option(help="Run the groups on a local Dask cluster of N worker processes (127.0.0.1).")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Run the groups on the Dask cluster whose scheduler is at tcp://HOST:PORT.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the final loss against the first swept setting (median and quartiles over seeds) to this image file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the final loss against the first swept number (median and quartiles over seeds; a panel per value of a second) to this image file, and with two swept numbers their heat map beside it (NAME-heatmap.png).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Fit once per configuration and seed, vmapped in one compile per group; one row per run.
@@ -1185,8 +1187,9 @@ def sweep(
         dataset = _dataset(gf, data, x, y, builtin, model, loss, data_seed, scale, delimiter)
         the_model = _model(gf, model, dataset, loss, scale, width)
         fixed = {"lr": lr, "beta": beta, "gamma": gamma, "eps": eps, "weight_decay": weight_decay}
-        if schedule != "constant":
-            fixed.update(decay_factor=decay_factor, decay_every=decay_every)
+        if schedule != "constant":  # the schedule's own settings, as gradfit fit reads them
+            own = {"decay_factor": decay_factor, "decay_every": decay_every}
+            fixed.update({k: v for k, v in own.items() if k in _SCHEDULE_NAMES.get(schedule, {})})
         if warmup:
             fixed["warmup"] = warmup
         texts = [_cli_grid(t, schedule) for t in grid or []]
@@ -1281,12 +1284,17 @@ def _print_sweep(frame, out_path) -> None:
 
 
 def _plot_sweep(frame, path: Path, texts) -> None:
+    """--plot: the final loss against the first swept number (a panel per value of a second), and, when
+    two numbers are swept, their heat map beside it (``NAME-heatmap.png``)."""
     from gradfit.sweeps import plots as sweep_plots
 
     swept = [t.split("=", 1)[0] for t in texts if "," in t or ":" in t.split("=", 1)[1]]
-    x = next((name for name in swept if name in frame.columns), "lr")
-    figure = sweep_plots.sensitivity_figure(frame, x=x)
-    figure.savefig(path, dpi=150, bbox_inches="tight")
+    numbers = [name for name in swept if name in frame.columns]
+    x = numbers[0] if numbers else "lr"
+    sweep_plots.sensitivity_figure(frame, x=x).savefig(path, dpi=150, bbox_inches="tight")
+    if len(numbers) == 2:
+        heat = path.with_name(f"{path.stem}-heatmap{path.suffix}")
+        sweep_plots.heatmap_figure(frame, x=numbers[0], y=numbers[1]).savefig(heat, dpi=150, bbox_inches="tight")
 
 
 def main() -> None:

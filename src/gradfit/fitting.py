@@ -289,10 +289,22 @@ class _Problem:
         return _in_model_terms(result, given, source, self.absolute_sigma, run)
 
 
+@functools.lru_cache(maxsize=256)
+def _own_numbers(optimizer, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The optimiser's own numbers, each as an array of ``shape`` (read-only: shared between fits)."""
+    own = optimizer.values if isinstance(optimizer, Optimizer) else {}
+    numbers = {k: np.full(shape, v, float) for k, v in own.items()}
+    for array in numbers.values():
+        array.flags.writeable = False
+    return numbers
+
+
 def _lanes(optimizer, values, starts: int | None, seeds: np.ndarray) -> tuple[int | None, dict[str, np.ndarray]]:
     """How many runs the seeds and numbers ask for (None: one seed and the optimiser's own numbers, so the
     runs are the starts), and each of the optimiser's numbers per run (shape (runs,), or () for one)."""
     values = dict(values or {})
+    if not values and seeds.ndim == 0:  # the common call: the optimiser's own numbers, one seed
+        return None, _own_numbers(optimizer, () if starts is None else (starts,))
     if values and isinstance(optimizer, SecondOrder):
         raise GradfitError(f"{optimizer.method} takes no {', '.join(values)}: it has no learning rate or momentum")
     own = optimizer.values if isinstance(optimizer, Optimizer) else {}
@@ -874,11 +886,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
             done_steps += length
             batch = chunk_batches(done_steps)  # JAX runs the chunk asynchronously: draw the next batches meanwhile
             carry = out[0]
-            theta, done, code, n, chunk_rows, chunk_losses, final = jax.device_get(
-                (carry[0], carry[2], carry[3], carry[4], *out[1:]))
-            if not batched:  # one start: the same code, with a starts axis of length 1
-                chunk_rows, chunk_losses = chunk_rows[:, None], chunk_losses[:, None]
-            done, n = np.atleast_1d(done), np.atleast_1d(n)
+            theta, done, code, n, chunk_rows, chunk_losses, *final = loop.unpack(np.asarray(out[1]), plan, size)
             run_rows = min(done_steps // every, rows_cap)
             recorder.add(row0, chunk_rows, chunk_losses, limit=row0 if replay else rows_cap)
             recorder.track_ends(row0, chunk_rows, chunk_losses, np.where(done, n // every, run_rows - 1))
@@ -931,7 +939,11 @@ def _stopped(carry, done, stop, at: int):
     """The loop state with the runs in ``stop`` (not yet done) stopped at their last record, step ``at``."""
     if stop is None:
         return carry, done
-    stop = np.broadcast_to(np.asarray(stop, bool), done.shape) & ~done
+    stop = np.asarray(stop)
+    if stop.shape not in ((), done.shape) or stop.dtype.kind not in "bui":
+        raise GradfitError(f"a monitor returns None, or one True or False for each of the {done.size} runs; it "
+                           f"returned {stop.dtype} of shape {stop.shape}")
+    stop = np.broadcast_to(stop.astype(bool), done.shape) & ~done
     if not stop.any():
         return carry, done
     theta, opt_state, was, code, n = carry

@@ -600,20 +600,24 @@ def _final(result: FitResult) -> float:
 
 def hyper_figure(s: Settings, p: LinearProblem, folder: Path) -> Built:
     from . import plots
+    from .sweeps import sweep as run_sweep
 
     seeds = range(s.seed, s.seed + s.hyper_seeds)
-    common = dict(init=list(s.linear_start), tol=0, epochs=s.hyper_epochs)
     model, data = p.model, p.data
+    start = {f"init.{name}": [float(v)] for name, v in zip(model.flat_names, s.linear_start, strict=True)}
 
-    def sweep(values, run):
-        return np.array([[_final(run(v, seed)) - p.floor for seed in seeds] for v in values])
+    def sweep(optimizer, name, values, **fixed):
+        """The excess final loss of each value (rows) and seed (columns), from one `gradfit.sweep`: one
+        compile for all the values of a number, one per value of a batch size."""
+        grid = {**start, name: list(values), **{k: [v] for k, v in fixed.items()}}
+        frame = run_sweep(model, normal(), data, optimizer, grid=grid, seeds=list(seeds), epochs=s.hyper_epochs,
+                          tol=0, **({} if name == "batch_size" else {"batch_size": s.batch_size}))
+        final = np.where(frame["status"] == "diverged", np.nan, frame["final_loss"].to_numpy())
+        return final.reshape(len(values), len(seeds)) - p.floor
 
-    by_lr = sweep(s.hyper_lrs, lambda v, seed: fit(model, normal(), data, sgd(v), batch_size=s.batch_size,
-                                                     seed=seed, **common))
-    by_batch = sweep(s.hyper_batches, lambda v, seed: fit(model, normal(), data, sgd(s.sgd_lr), batch_size=int(v),
-                                                           seed=seed, **common))
-    by_beta = sweep(s.hyper_betas, lambda v, seed: fit(model, normal(), data, momentum(s.sgd_lr, v),
-                                                         batch_size=s.batch_size, seed=seed, **common))
+    by_lr = sweep("sgd", "lr", s.hyper_lrs)
+    by_batch = sweep("sgd", "batch_size", s.hyper_batches, lr=s.sgd_lr)
+    by_beta = sweep("momentum", "beta", s.hyper_betas, lr=s.sgd_lr)
     ceiling = 10 * (float(p.fn(np.array(s.linear_start))) - p.floor)
     panels = [
         dict(values=s.hyper_lrs, losses=by_lr, xlabel="learning rate α", log_x=True,

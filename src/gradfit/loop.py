@@ -8,7 +8,10 @@ keeping the row before), a gradient norm at most ``tol`` stops it (converged, at
 row). After the while loop the full-data losses of all recorded rows are computed in
 one batched pass, and a non-finite loss stops the fit at the row before it. Checking a
 block at a time, and computing losses after the loop, keep each step to the model's
-gradient, the update and one row write.
+gradient, the update and one row write (asking the gradient's pass for its loss as
+well makes XLA split the pass: a record of 512 vmapped starts then costs 1.4× one
+without it). A chunk returns its rows, the end state and the final loss in one packed
+array (`unpack`): one transfer to the host.
 
 Every chunk of a plan has one shape (a short last mini-batch is padded with masked
 rows, and the step cap is a runtime argument), so a plan compiles once. The optimiser's
@@ -170,31 +173,37 @@ def runner(plan: Plan):
                 return batches[0][:, g, e], batches[1][:, g, e]
             return batches[0][g, e], batches[1][g, e]
 
-        def group(g, state):
-            theta, opt_state, rows = state
+        def group(g0, j, state):
+            """Group g0 + j: its record goes to row j of the block's window."""
+            theta, opt_state, window = state
+            g = g0 + j
             s0 = start + g * every
             theta, opt_state, row = record(theta, opt_state, batch_at(g, 0), x, y, h)
-            rows = lax.dynamic_update_index_in_dim(rows, row, g, 0)
+            window = lax.dynamic_update_index_in_dim(window, row, j, 0)
             if every > 1:
                 def step(e, c):
                     return plain(c[0], c[1], batch_at(g, e), x, y, h)
 
                 theta, opt_state = lax.fori_loop(1, jnp.minimum(every, total - s0), step, (theta, opt_state))
-            return theta, opt_state, rows
+            return theta, opt_state, window
 
         def block(state):
             b, (theta, opt_state, done, code, n), rows = state
             g0 = b * BLOCK
             # A whole block runs as a static loop, unrolled, which XLA runs faster than a
             # loop of unknown length; only the last, partial block takes the other path.
+            # The block writes its rows into a window of its own, copied into the chunk's
+            # rows once: the rows of many starts are large, and a loop or a branch that
+            # carried them all would copy them every step.
             full = g0 + BLOCK <= n_groups
-            theta, opt_state, rows = lax.cond(
+            window = jnp.full((BLOCK, *rows.shape[1:]), jnp.nan, rows.dtype)
+            theta, opt_state, window = lax.cond(
                 full,
-                lambda c: lax.fori_loop(0, BLOCK, lambda j, cj: group(g0 + j, cj), c, unroll=UNROLL),
-                lambda c: lax.fori_loop(g0, jnp.minimum(g0 + BLOCK, n_groups), group, c),
-                (theta, opt_state, rows),
+                lambda c: lax.fori_loop(0, BLOCK, lambda j, cj: group(g0, j, cj), c, unroll=UNROLL),
+                lambda c: lax.fori_loop(0, jnp.minimum(BLOCK, n_groups - g0), lambda j, cj: group(g0, j, cj), c),
+                (theta, opt_state, window),
             )
-            window = lax.dynamic_slice_in_dim(rows, g0, BLOCK)
+            rows = lax.dynamic_update_slice_in_dim(rows, window, g0, 0)
             stop, first, why = _first_stop(window, g0 + jnp.arange(BLOCK) < n_groups, tol, size)
             new = stop & ~done
             converged = why == CONVERGED
@@ -217,7 +226,15 @@ def runner(plan: Plan):
         bad, first = _first_bad_loss(losses, limit)
         carry = (theta, opt_state, done | bad, jnp.where(bad, DIV_LOSS, code).astype(code.dtype),
                  jnp.where(bad, start + (first - 1) * every, n).astype(n.dtype))
-        return carry, rows, losses, final(carry[0], x, y)
+        final_loss, final_gnorm = final(carry[0], x, y)
+        # What the host reads, in one array (one transfer a chunk): `unpack` takes it apart.
+        dtype = rows.dtype
+        # Step counts reach 2³¹: float32 holds whole numbers only to 2²⁴, so they travel bit for bit.
+        steps = carry[4].astype(dtype) if dtype == jnp.float64 else lax.bitcast_convert_type(carry[4], dtype)
+        packed = jnp.concatenate([rows.ravel(), losses.ravel(), carry[0].ravel(), carry[2].astype(dtype).ravel(),
+                                  carry[3].astype(dtype).ravel(), steps.ravel(), final_loss.ravel(),
+                                  final_gnorm.ravel()])
+        return carry, packed
 
     def row_loss(theta, x, y):
         return plan.objective.value(theta, x, y)
@@ -255,6 +272,20 @@ def runner(plan: Plan):
     if plan.batched:
         init = jax.vmap(init)
     return jax.jit(init), jax.jit(chunk)
+
+
+def unpack(packed: np.ndarray, plan: Plan, size: int) -> tuple[np.ndarray, ...]:
+    """A chunk's packed output as (θ, done, code, n, rows, losses, final loss, final |g|), each with a
+    leading starts axis (S = 1 for one start): rows (groups, S, size + 3), losses (groups, S)."""
+    s, g = max(plan.starts, 1), plan.groups
+    a = g * s * (size + 3)
+    b = a + g * s
+    c = b + s * size
+    rows, losses, theta = packed[:a], packed[a:b], packed[b:c]
+    done, code, n, final_loss, final_gnorm = packed[c:c + 5 * s].reshape(5, s)
+    n = n.astype(np.int64) if packed.dtype == np.float64 else n.view(np.int32).astype(np.int64)
+    return (theta.reshape(s, size), done.astype(bool), code.astype(np.int32), n,
+            rows.reshape(g, s, size + 3), losses.reshape(g, s), final_loss, final_gnorm)
 
 
 def chunk_steps(total: int, every: int, minibatch: bool, per_epoch: int) -> int:

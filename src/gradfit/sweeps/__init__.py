@@ -96,6 +96,8 @@ def sweep(model, loss, data, optimizer: str | Sequence[Any] = "adam", *,
     from . import cluster
     from .runner import Problem, Tally, check_memory, groups_of, run_group
 
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1):
+        raise GradfitError(f"lanes (runs per compiled call) must be a whole number >= 1, not {lanes!r}")
     if search not in ("grid", "random", "optuna"):
         raise GradfitError(f"search is 'grid', 'random' or 'optuna', not {search!r}")
     if search == "optuna":
@@ -249,4 +251,21 @@ def _ordered(frame, space):
         for j, seed in enumerate(space.seeds):
             order[run_key({**config, "seed": int(seed)})] = i * len(space.seeds) + j
     rank = frame["run"].map(order).fillna(math.inf)
-    return frame.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    frame = frame.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    return frame[sorted(frame.columns, key=_column_rank)]
+
+
+#: The table's columns in order (others, such as the model's parameters, where their kind puts them).
+COLUMNS = ("trial", "optimizer", "variant", "schedule", "lr", "factor", "rate", "floor", "beta", "gamma", "eps",
+           "weight_decay", "batch_size", "max_steps", "epochs", "every", "decay_steps", "warmup", "seed")
+_AFTER = ("final_loss", "best_loss", "steps", "status", "seconds", "trial_params", "run")
+
+
+def _column_rank(name: str) -> tuple[int, int]:
+    if name in COLUMNS:
+        return 0, COLUMNS.index(name)
+    if name.startswith("init_"):
+        return 1, 0
+    if name.startswith("final_") and name not in _AFTER:
+        return 2, 0
+    return (3, _AFTER.index(name)) if name in _AFTER else (4, 0)

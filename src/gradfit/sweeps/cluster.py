@@ -22,6 +22,7 @@ import logging
 import numbers
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -92,13 +93,34 @@ def connect(
     address = _scheduler_address(scheduler)
     distributed = _distributed()
     _probe(address, timeout)
-    try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=False)
-    except OSError:  # the timeout dask raises is an OSError
-        raise GradfitError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: start one with "
-                           "'dask scheduler', or use --workers N for a local cluster") from None
-    with client:
+    with _client(distributed, address, timeout) as client:
         yield client
+
+
+def _client(distributed, address: str, timeout: float):
+    """A client of the scheduler at ``address``, or the error within about ``timeout`` seconds.
+
+    Dask's own timeout covers connecting, not a peer that accepts the connection and then
+    never answers its handshake; so the client is made in a thread of its own, given up on
+    (left to finish or hang in the background) if it is not ready in time.
+    """
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            made["error"] = exc
+
+    thread = threading.Thread(target=make, name="gradfit-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if thread.is_alive() or isinstance(made.get("error"), OSError):  # the timeout dask raises is an OSError
+        raise GradfitError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: start one with "
+                           "'dask scheduler', or use --workers N for a local cluster")
+    if "error" in made:
+        raise made["error"]
+    return made["client"]
 
 
 def _probe(address: str, timeout: float) -> None:

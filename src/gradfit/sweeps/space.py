@@ -52,6 +52,9 @@ SCHEDULE_OF: dict[str, str] = {
 
 SCALES = ("log", "lin")
 
+#: The most values a whole-number (discrete) axis may take: each is a compiled group.
+MAX_GROUPS = 10_000
+
 _INIT = "init."
 
 
@@ -186,6 +189,9 @@ class Axis:
             if not (math.isfinite(n) and n.is_integer() and n >= 1):
                 raise GradfitError(f"{self.text}: the count must be a whole number >= 1, not {_show(self.n)}")
             self._set(n=int(n))
+            if self.whole and self.n > MAX_GROUPS:
+                raise GradfitError(f"{self.text} asks for {self.n:,} values of {self.name}, each a compiled group of "
+                                   f"its own: give at most {MAX_GROUPS:,}")
         self._set(lo=self._numeric(self.lo), hi=self._numeric(self.hi))
         if self.lo > self.hi:
             swapped = Axis(self.name, lo=self.hi, hi=self.lo, scale=self.scale, n=self.n)
