@@ -14,7 +14,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+try:  # the C function under signal.signal, without its enum conversions (a fit installs and restores 4 handlers)
+    from _signal import signal as _install
+except ImportError:  # pragma: no cover - not CPython
+    _install = signal.signal
+
+SIGNALS = tuple(int(s) for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
 
 
 class Pending:
@@ -47,14 +52,14 @@ def deferred() -> Iterator[Pending]:
     previous = {}
     try:
         for s in SIGNALS:
-            previous[s] = signal.signal(s, note)
+            previous[s] = _install(s, note)
     except ValueError:  # not allowed here (e.g. an embedded interpreter): run without deferring
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            _install(s, handler)
         yield pending
         return
     try:
         yield pending
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            _install(s, handler)

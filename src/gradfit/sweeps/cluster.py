@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import numbers
+import os
 import socket
 import sys
 import threading
@@ -79,7 +80,8 @@ def connect(
         # still logs its error from the worker, once per try.
         with (
             distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None, silence_logs=logging.ERROR) as cluster,
+                                     dashboard_address=None, silence_logs=logging.ERROR,
+                                     env={SHARE_CORES: str(n)}) as cluster,
             distributed.Client(cluster, set_as_default=False) as client,
         ):
             yield client
@@ -162,6 +164,38 @@ def _scheduler_address(scheduler: str) -> str:
     return address
 
 
+#: Set on the workers of a local cluster to their number: each then runs on its share of the cores.
+SHARE_CORES = "GRADFIT_SHARE_CORES"
+
+_PINNED: list[bool] = []
+
+
+def _on_its_cores(fn: Callable[[Any], Any], group: Any) -> Any:
+    """``fn(group)`` on a worker of a local cluster, the worker kept to its share of the machine's cores.
+
+    XLA's CPU runtime spreads a computation over every core it sees. Two workers on a
+    2-core machine would each use both, and a sweep on them would run no faster than on
+    one (measured: 31.9 s on 2 workers against 33.3 s on 1). Worker k of n keeps to cores
+    k·m/n ... (k+1)·m/n − 1 of the m it may use, fixed on its first task before its first
+    computation, so the threads XLA then starts keep to them too. Linux only; elsewhere,
+    and on the workers of a cluster gradfit did not start, nothing changes.
+    """
+    if not _PINNED:
+        _PINNED.append(True)
+        share = os.environ.get(SHARE_CORES)
+        if share and hasattr(os, "sched_setaffinity"):
+            try:
+                name = _distributed().get_worker().name
+                cores = sorted(os.sched_getaffinity(0))
+                n, k = int(share), int(name)
+                per = max(1, len(cores) // n)
+                first = (k * per) % len(cores)
+                os.sched_setaffinity(0, set(cores[first:first + per]))
+            except (ValueError, TypeError, OSError):  # a worker not named by its number: leave it be
+                pass
+    return fn(group)
+
+
 def run_groups(
     client: distributed.Client | None,
     fn: Callable[[Any], Any],
@@ -193,7 +227,7 @@ def run_groups(
     pending = {}
     try:
         for index, group in enumerate(groups):
-            future = client.submit(fn, group, retries=int(retries), pure=False)
+            future = client.submit(_on_its_cores, fn, group, retries=int(retries), pure=False)
             pending[future.key] = index, future
         for future in distributed.as_completed([f for _, f in pending.values()], loop=client.loop):
             index, _ = pending.pop(future.key)
