@@ -222,11 +222,13 @@ def _lanes_for(problem: Problem, settings: Mapping[str, Any], runs: int) -> int:
     if settings.get("epochs", problem.epochs):
         steps = int(settings.get("epochs", problem.epochs)) * (-(-n // batch) if batch else 1)
     per_chunk = min(max(int(steps), 64), 2048)
-    params = 16  # a guess at the row width before the model is built; the history budget caps the rest
+    params = _model_size(problem)
     per_run = per_chunk * (params + 3) * 8 * 3 + min(int(steps), 100_000) * (params + 4) * 8
     if batch:
         per_run += per_chunk * int(batch) * 5
-    return int(max(1, min(runs, CALL_BUDGET // per_run)))
+    most = max(1, CALL_BUDGET // per_run)
+    calls = -(-runs // most)
+    return -(-runs // calls)  # as even a split as the budget allows: the last call pads least
 
 
 def check_memory(space, problem: Problem) -> None:
@@ -242,8 +244,9 @@ def check_memory(space, problem: Problem) -> None:
 
 
 def _model_size(problem: Problem) -> int:
+    """The model's parameter count (16, a generous guess, for a model given by name)."""
     model = problem.model
-    return int(getattr(model, "size", 4)) if not isinstance(model, str) else 4
+    return int(getattr(model, "size", 16)) if not isinstance(model, str) else 16
 
 
 def _free_memory() -> int | None:
