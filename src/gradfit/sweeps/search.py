@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ import numpy as np
 from ..errors import GradfitError, unknown_name
 from ..optimizers import RULES
 from . import runner
-from .space import OPTIMIZER_SETTINGS, Space
+from .space import OPTIMIZER_SETTINGS, Space, whole_number
 from .store import run_key
 
 if TYPE_CHECKING:
@@ -152,9 +151,9 @@ def search(problem: runner.Problem, space: Space, trials: int, *, parallel: int 
         trial number). ``study``: the Optuna study, for ``best_params``, its trials and
         Optuna's plots.
     """
-    trials = _count(trials, 1, "trials")
-    parallel = _count(parallel, 1, "parallel")
-    seed = _count(seed, 0, "the sampler's seed")
+    trials = whole_number(trials, 1, "trials")
+    parallel = whole_number(parallel, 1, "parallel")
+    seed = whole_number(seed, 0, "the sampler's seed")
     _check_name(sampler, _SAMPLERS, "sampler")
     _check_name(pruner, _PRUNERS, "pruner")
     if not space.axes and len(space.optimizers) == 1:
@@ -436,16 +435,6 @@ def _optuna():
     except ImportError:
         raise GradfitError(_INSTALL) from None
     return optuna
-
-
-def _count(value: Any, least: int, what: str) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if isinstance(value, bool) or number is None or number < least:
-        raise GradfitError(f"{what} must be a whole number >= {least}, not {value!r}")
-    return number
 
 
 def _check_name(value: Any, known: dict[str, Any], kind: str) -> None:

@@ -474,7 +474,8 @@ def _seeds(seeds: Iterable[int]) -> tuple[int, ...]:
     return seeds
 
 
-def _whole(value: Any, least: int, what: str) -> int:
+def whole_number(value: Any, least: int, what: str) -> int:
+    """``value`` as a whole number >= ``least`` (not a bool), or the error naming ``what``."""
     try:
         number = operator.index(value)
     except TypeError:
@@ -486,8 +487,8 @@ def _whole(value: Any, least: int, what: str) -> int:
 
 def _check_search(space: Space) -> None:
     if space.random is not None:
-        object.__setattr__(space, "random", _whole(space.random, 1, "the number of random draws"))
-        object.__setattr__(space, "random_seed", _whole(space.random_seed, 0, "the random seed"))
+        object.__setattr__(space, "random", whole_number(space.random, 1, "the number of random draws"))
+        object.__setattr__(space, "random_seed", whole_number(space.random_seed, 0, "the random seed"))
         if not space.axes and len(space.optimizers) == 1:
             raise GradfitError("random search has nothing to draw: give a --grid range or list, or several optimizers")
         return
