@@ -370,7 +370,9 @@ class Fitter:
         self._problem: _Problem | None = None
 
     def problem(self, data, *, sigma=None, absolute_sigma: bool = False, weights=None) -> _Problem:
-        """The checked problem for this data set (cached for the data object last given)."""
+        """The checked problem for this data set (cached for the data object last given): its
+        ``model`` (the resolved `Model`), ``data`` (the `Dataset`), ``objective``, ``optimizer``,
+        ``dtype``, step cap ``total`` and the other settings `fit` would run with."""
         key = (id(data), id(sigma), id(weights), absolute_sigma)
         if self._problem is None or key != self._key or self._held[0] is not data:
             self._problem = _Problem.build(self.model, self.loss, data, self.optimizer, sigma=sigma,
