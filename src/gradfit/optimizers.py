@@ -161,17 +161,8 @@ class Optimizer:
         """Refuse numbers outside their ranges (each a number or an array of one per run), naming the first."""
         for key, value in values.items():
             arr = np.atleast_1d(np.asarray(value, float))
-            if key == "lr":
-                bad = ~(np.isfinite(arr) & (arr > 0))
-                text = "must be a positive number"
-            elif key in _RANGES or key in ("factor", "rate"):
-                low, high, text = _RANGES.get(key, (0.0, 1.0, "(0, 1]"))
-                bad = ~((arr >= low) & (arr < high)) if key in _RANGES else ~((arr > 0) & (arr <= 1))
-                text = f"must lie in {text}"
-            elif key == "floor":
-                bad, text = ~((arr >= 0) & (arr <= 1)), "must lie in [0, 1]"
-            else:  # eps, weight_decay
-                bad, text = ~(np.isfinite(arr) & (arr >= 0)), "must be >= 0"
+            holds, text = _VALUE_RANGES.get(key, _VALUE_RANGES["eps"])
+            bad = ~holds(arr)
             if bad.any():
                 i = int(np.argmax(bad))
                 where = f" (run {i})" if arr.size > 1 else ""
@@ -322,6 +313,19 @@ VARIANTS: dict[str, tuple[str, ...]] = {name: tuple(rule.variants) for name, rul
 _RANGES = {
     "beta": (0.0, 1.0, "[0, 1)"),
     "gamma": (0.0, 1.0, "[0, 1)"),
+}
+
+
+#: Where each of an optimiser's numbers may lie (`Optimizer.check_values`; NaN lies nowhere).
+_VALUE_RANGES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
+    "lr": (lambda a: np.isfinite(a) & (a > 0), "must be a positive number"),
+    "beta": (lambda a: (a >= 0) & (a < 1), "must lie in [0, 1)"),
+    "gamma": (lambda a: (a >= 0) & (a < 1), "must lie in [0, 1)"),
+    "factor": (lambda a: (a > 0) & (a <= 1), "must lie in (0, 1]"),
+    "rate": (lambda a: (a > 0) & (a <= 1), "must lie in (0, 1]"),
+    "floor": (lambda a: (a >= 0) & (a <= 1), "must lie in [0, 1]"),
+    "eps": (lambda a: np.isfinite(a) & (a >= 0), "must be >= 0"),
+    "weight_decay": (lambda a: np.isfinite(a) & (a >= 0), "must be >= 0"),
 }
 
 

@@ -21,7 +21,7 @@ import os
 import pickle
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -266,9 +266,8 @@ def _bytes(n: float) -> str:
 
 @dataclass
 class Tally:
-    """How a sweep is going: runs done now and before, and the time it started."""
+    """How a sweep is going: its runs in all, those skipped as already done, and those done now."""
 
     total: int
     skipped: int = 0
     done: int = 0
-    started: float = field(default_factory=time.perf_counter)
