@@ -71,6 +71,11 @@ ScaleOption = Annotated[float, typer.Option(help="Gabor envelope s (slides 8, bo
 WidthOption = Annotated[int, typer.Option(help="Hidden units of the shallow network.")]
 BatchOption = Annotated[int | None, typer.Option(help="Mini-batch size; absent means full batch.")]
 SeedOption = Annotated[int, typer.Option(help="Seed (a whole number >= 0) for built-in data, default starts and batches.")]
+StepsOption = Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")]
+EpochsOption = Annotated[int | None, typer.Option(help="Cap on passes over the data.")]
+WarmupOption = Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")]
+ReductionOption = Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")]
+DtypeOption = Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")]
 LineSearchOption = Annotated[bool, typer.Option("--line-search/--no-line-search", help="gd: choose each step by the book's line search.")]
 
 
@@ -164,10 +169,10 @@ def fit(
     schedule: Annotated[str, typer.Option(help="constant, step, exponential or cosine.")] = "constant",
     decay_factor: Annotated[float, typer.Option(help="step: multiply α by this every --decay-every steps; exponential: α·rate^t.")] = 0.5,
     decay_every: Annotated[int, typer.Option(help="step: steps between decays.")] = 100,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")] = 0,
+    warmup: WarmupOption = 0,
     batch_size: BatchOption = None,
-    steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
+    steps: StepsOption = None,
+    epochs: EpochsOption = None,
     tol: Annotated[float, typer.Option(help="Stop when the gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     seed: SeedOption = 0,
     data_seed: Annotated[int | None, typer.Option(help="Seed of the built-in data alone (default: --seed); gradfit sweep's rows rerun with their --seed and the sweep's --data-seed.")] = None,
@@ -182,8 +187,8 @@ def fit(
     polish: Annotated[bool | None, typer.Option("--polish/--no-polish", help="Finish from where the optimiser stopped with a second-order method: Levenberg-Marquardt for least squares, trust-region Newton for other likelihoods (Newton's method for regression (GLM) fits). Default: on for regression fits, off for the others; --no-polish shows what the optimiser itself reached.")] = None,
     scale: ScaleOption = 8.0,
     width: WidthOption = 8,
-    reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
-    dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
+    reduction: ReductionOption = "sum",
+    dtype: DtypeOption = None,
     history_every: Annotated[int | None, typer.Option(help="Record the history every N steps (default 1; once an epoch for mini-batches of over 2,048 rows).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Keep a checkpoint of the fit in this file (written atomically as it runs, at the end, and on Ctrl-C), to --resume from.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: about every 30 s).")] = None,
@@ -1150,15 +1155,15 @@ def sweep(
     schedule: Annotated[str, typer.Option(help="constant, step, exponential or cosine, for every run.")] = "constant",
     decay_factor: Annotated[float, typer.Option(help="step: multiply α by this every --decay-every steps; exponential: α·rate^t (as gradfit fit).")] = 0.5,
     decay_every: Annotated[int, typer.Option(help="step: steps between decays; cosine: its length (as gradfit fit).")] = 100,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the schedule.")] = 0,
+    warmup: WarmupOption = 0,
     batch_size: BatchOption = None,
-    steps: Annotated[int | None, typer.Option(help="Cap on updates (default 1000).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Cap on passes over the data.")] = None,
+    steps: StepsOption = None,
+    epochs: EpochsOption = None,
     tol: Annotated[float, typer.Option(help="Stop a run when its gradient norm is at most tol; 0 runs every step.")] = 1e-6,
     scale: ScaleOption = 8.0,
     width: WidthOption = 8,
-    reduction: Annotated[str, typer.Option(help="sum (the slides) or mean over examples.")] = "sum",
-    dtype: Annotated[str | None, typer.Option(help="float64 (default on CPU) or float32.")] = None,
+    reduction: ReductionOption = "sum",
+    dtype: DtypeOption = None,
     out_path: Annotated[Path | None, typer.Option("--out", help="Write one row per run to this .parquet or .csv file as groups finish; rerun with the same file to resume (finished runs are skipped).")] = None,
     workers: Annotated[int | None, typer.Option(help="Run the groups on a local Dask cluster of N worker processes (127.0.0.1).")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Run the groups on the Dask cluster whose scheduler is at tcp://HOST:PORT.")] = None,

@@ -271,8 +271,7 @@ class _Problem:
         size = self.objective.model.size
         rows = int(self.max_history) if self.max_history is not None else default_max_rows(size, len(starts))
         run = _Run(self.objective, self.optimizer, self.data, np.asarray(starts, float), batched, self.total,
-                   self.per_epoch, self.batch_size, self.every, self.tol, int(seeds[0]), dtype, self.epochs, rows,
-                   numbers, seeds)
+                   self.per_epoch, self.batch_size, self.every, self.tol, dtype, self.epochs, rows, numbers, seeds)
         source = (model, self.objective.loss, self.data)
         try:
             with jax.enable_x64(dtype == "float64"):
@@ -517,12 +516,16 @@ class _Run:
     batch_size: int | None
     every: int
     tol: float
-    seed: int
     dtype: str
     epochs: int | None
     max_rows: int
     values: dict[str, np.ndarray]  # the optimiser's numbers: shape (S,) when batched, () for one start
     seeds: np.ndarray  # (S,): each start's seed (its mini-batches; its start, when init was not given)
+
+    @property
+    def seed(self) -> int:
+        """The fit's seed: the first start's (all starts share it unless the runs carry their own)."""
+        return int(self.seeds[0])
 
     @property
     def float_t(self):
@@ -535,12 +538,8 @@ class _Run:
 
     def optimizer_of(self, s: int) -> Optimizer:
         """Start s's optimiser: the fit's, with start s's numbers."""
-        if not self.values or all(np.ndim(v) == 0 or np.all(v == v[0]) for v in self.values.values()):
-            own = self.optimizer.values
-            if all(float(np.ravel(v)[0]) == own[k] for k, v in self.values.items()):
-                return self.optimizer
-        return self.optimizer.with_values(**{k: float(np.ravel(v)[s] if np.ndim(v) else v)
-                                             for k, v in self.values.items()})
+        mine = {k: float(v[s] if np.ndim(v) else v) for k, v in self.values.items()}
+        return self.optimizer if mine == self.optimizer.values else self.optimizer.with_values(**mine)
 
     def h(self) -> dict[str, np.ndarray]:
         """The optimiser's numbers as the compiled chunk takes them."""

@@ -193,8 +193,7 @@ def runner(plan: Plan):
             # A whole block runs as a static loop, unrolled, which XLA runs faster than a
             # loop of unknown length; only the last, partial block takes the other path.
             # The block writes its rows into a window of its own, copied into the chunk's
-            # rows once: the rows of many starts are large, and a loop or a branch that
-            # carried them all would copy them every step.
+            # rows once, so the branch and the unrolled loop carry only the block's rows.
             full = g0 + BLOCK <= n_groups
             window = jnp.full((BLOCK, *rows.shape[1:]), jnp.nan, rows.dtype)
             theta, opt_state, window = lax.cond(

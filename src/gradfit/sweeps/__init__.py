@@ -15,6 +15,7 @@ DataFrame). The parts, one concept a module:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -111,11 +112,10 @@ def sweep(model, loss, data, optimizer: str | Sequence[Any] = "adam", *,
     elif trials is not None:
         raise GradfitError("trials is for search='optuna'; a grid runs all its points, random=N draws N")
     space = _space(optimizer, grid, random, random_seed, seeds, schedule)
-    check_memory(space, Problem(model, loss, data))
-    fitted = _problem(model, loss, data, space, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol,
-                      reduction=reduction, dtype=dtype, history_every=history_every, schedule=schedule)
-    problem = Problem(model, loss, fitted.data, tol, reduction, dtype, history_every, steps, epochs, batch_size,
-                      schedule)
+    problem = Problem(model, loss, data, tol, reduction, dtype, history_every, steps, epochs, batch_size, schedule)
+    check_memory(space, problem)
+    fitted = _checked(problem, space)
+    problem = dataclasses.replace(problem, data=fitted.data)
     store = None
     if out is not None:
         from .store import Store
@@ -181,18 +181,11 @@ def _space(optimizer, grid, random, random_seed, seeds, schedule):
     return Space(optimizers, axes, tuple(seeds), random, random_seed, schedule)
 
 
-def _problem(model, loss, data, space, **settings):
+def _checked(problem, space):
     """The checked problem of the sweep's first group, which catches bad input before anything runs."""
-    from ..fitting import Fitter
-    from .runner import Problem, optimizer_for
+    from .runner import fitter_for
 
-    first = _first_settings(space)
-    probe = Problem(model, loss, data, schedule=settings["schedule"], steps=settings["steps"])
-    fitter = Fitter(model, loss, optimizer_for(first, probe), steps=first.get("steps", settings["steps"]),
-                    epochs=first.get("epochs", settings["epochs"]),
-                    batch_size=first.get("batch_size", settings["batch_size"]), tol=settings["tol"],
-                    reduction=settings["reduction"], dtype=settings["dtype"], history_every=settings["history_every"])
-    fitted = fitter.problem(data)
+    fitted = fitter_for(problem, _first_settings(space)).problem(problem.data)
     names = fitted.model.flat_names
     for name in space.axes:
         if name.startswith("init.") and name[5:] not in names:

@@ -107,23 +107,27 @@ def _canonical(obj: Any) -> Any:
     return _MODELS.setdefault(key, obj)
 
 
-def _fitter(group: Group):
+def fitter_for(problem: Problem, settings: Mapping[str, Any], model: Any = None, loss: Any = None):
+    """The `gradfit.Fitter` of a group: the problem's fixed settings, with the group's discrete ones in
+    their place (a swept step cap replaces a fixed epoch cap, and the other way round)."""
     from ..fitting import Fitter
 
-    problem, settings = group.problem, dict(group.settings)
+    steps = None if "epochs" in settings else settings.get("steps", problem.steps)
+    epochs = None if "steps" in settings else settings.get("epochs", problem.epochs)
+    return Fitter(problem.model if model is None else model, problem.loss if loss is None else loss,
+                  optimizer_for(settings, problem), steps=steps, epochs=epochs,
+                  batch_size=settings.get("batch_size", problem.batch_size), tol=problem.tol,
+                  reduction=problem.reduction, dtype=problem.dtype, history_every=problem.history_every)
+
+
+def _fitter(group: Group):
+    """The group's Fitter, one per process for each model and settings (so its compiled loop is reused)."""
+    problem = group.problem
     model, loss = _canonical(problem.model), _canonical(problem.loss)
     key = (id(model), id(loss), group.settings, problem.tol, problem.reduction, problem.dtype,
            problem.history_every, problem.steps, problem.epochs, problem.batch_size, problem.schedule)
     if key not in _FITTERS:
-        steps = settings.get("steps", problem.steps)
-        epochs = settings.get("epochs", problem.epochs)
-        if steps is not None and epochs is not None:
-            steps = None if "epochs" in settings else steps
-            epochs = None if steps is not None else epochs
-        _FITTERS[key] = Fitter(model, loss, optimizer_for(settings, problem), steps=steps, epochs=epochs,
-                               batch_size=settings.get("batch_size", problem.batch_size), tol=problem.tol,
-                               reduction=problem.reduction, dtype=problem.dtype,
-                               history_every=problem.history_every)
+        _FITTERS[key] = fitter_for(problem, dict(group.settings), model, loss)
     return _FITTERS[key]
 
 
