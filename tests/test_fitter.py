@@ -378,7 +378,7 @@ def test_fits_differing_in_their_numbers_share_one_compiled_loop(compiles):
     info = real.cache_info()
     assert info.misses == 1 and info.hits == 2
     assert len(set(plans)) == 1
-    _, run_chunk = real(plans[0])
+    run_chunk = real(plans[0]).chunk
     assert run_chunk._cache_size() == 1  # the numbers are arguments of the compiled chunk, not constants in it
 
 
@@ -390,5 +390,5 @@ def test_many_lanes_compile_one_chunk_for_every_call_and_data_set(compiles):
     fitter(gf.gabor_data(1, n=30), lr=np.full(16, 0.1))  # another data set of the same shape
     assert real.cache_info().misses == 1
     assert len(set(plans)) == 1 and plans[0].starts == 16
-    _, run_chunk = real(plans[0])
+    run_chunk = real(plans[0]).chunk
     assert run_chunk._cache_size() == 1

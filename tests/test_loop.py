@@ -131,14 +131,15 @@ def test_ragged_batches_compile_once():
         gf.fit("linear", "normal", data, gf.sgd(lr), batch_size=5, epochs=epochs, tol=0)
     info = loop.runner.cache_info()
     assert info.misses == 1 and info.hits == 2
-    _, run_chunk = loop.runner(next(iter(_plans(data))))
+    run_chunk = loop.runner(next(iter(_plans(data)))).chunk
     assert run_chunk._cache_size() == 1
 
 
 def _plans(data):
     # the plan the fits above used: one shape for every cap, so one compiled chunk
     objective = gf.Objective(gf.linear(1), gf.normal())
-    yield loop.Plan(objective, gf.sgd(0.01).skeleton, True, False, loop.chunk_steps(5, 1, True, 5), 1, data.x.size)
+    yield loop.Plan(objective, gf.sgd(0.01).skeleton, True, False, loop.chunk_steps(5, 1, True, 5), 1, data.x.size,
+                    n_rows=len(data), batch_size=5)
 
 
 def test_minibatch_history_stride_is_per_epoch_when_asked():

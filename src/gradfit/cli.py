@@ -189,7 +189,7 @@ def fit(
     width: WidthOption = 8,
     reduction: ReductionOption = "sum",
     dtype: DtypeOption = None,
-    history_every: Annotated[int | None, typer.Option(help="Record the history every N steps (default 1; once an epoch for mini-batches of over 2,048 rows).")] = None,
+    history_every: Annotated[int | None, typer.Option(help="Record the history every N steps (default 1; once every 10 epochs for mini-batches of over 2,048 rows, where each record is a pass over the data).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Keep a checkpoint of the fit in this file (written atomically as it runs, at the end, and on Ctrl-C), to --resume from.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints (default: about every 30 s).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the fit saved in this checkpoint; give the same data and settings as the run that wrote it.")] = None,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .batches import epoch_batches, epoch_permutation  # noqa: F401 - batches' order, named here too
 from .errors import GradfitError
 
 
@@ -800,30 +801,3 @@ def _file_column(source: _Source, name: str, col, target: bool) -> np.ndarray:
         f"{column}{where} holds {kind} values, not numbers; convert them to numbers first"
         + (", e.g. hours since the first" if pa.types.is_temporal(kind) else "")
     )
-
-
-# -- batching ----------------------------------------------------------------------------
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits n examples: a permutation of 0..n-1.
-
-    Drawn from numpy's generator seeded by (seed, epoch), so any epoch can be made
-    on its own, reproducibly, in about 10 ms for a million examples.
-    """
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """The mini-batches of one epoch as (indices, mask), both of shape (⌈n/B⌉, B).
-
-    Batches are drawn without replacement from the epoch's permutation. The last
-    batch may be short; it is padded with index 0 and mask False, so every batch has
-    the same shape and the compiled loop never recompiles for a ragged batch.
-    """
-    n_batches = -(-n // batch_size)
-    padded = np.zeros(n_batches * batch_size, dtype=np.int32)
-    padded[:n] = epoch_permutation(n, seed, epoch)
-    mask = np.zeros(n_batches * batch_size, dtype=bool)
-    mask[:n] = True
-    return padded.reshape(n_batches, batch_size), mask.reshape(n_batches, batch_size)

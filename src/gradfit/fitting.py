@@ -24,10 +24,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import batches, interrupts, loop, newton, parameters, points
 from . import checkpoint as checkpoints
-from . import interrupts, loop, newton, parameters, points
 from . import polish as polish_mod
-from .batches import BatchSource
+from .batches import seed_words
 from .data import Dataset, _is_table, as_dataset
 from .errors import GradfitError, Interrupted
 from .history import Recorder, default_max_rows
@@ -45,6 +45,9 @@ _DIVERGED_WHAT = {DIV_LOSS: "the loss", DIV_GRAD: "the gradient", DIV_PARAMS: "a
 
 #: Without ``checkpoint_every``, a checkpoint is written at most this often (seconds), and at the end.
 CHECKPOINT_SECONDS = 30.0
+
+#: Mini-batch fits of data over 2,048 rows record their history once every this many epochs by default.
+RECORD_EPOCHS = 10
 
 #: Progress callback: (steps run so far, step cap, lowest current loss or NaN).
 Progress = Callable[[int, int, float], None]
@@ -108,8 +111,9 @@ def fit(
         a maximum or on flat ground (``FitResult.point`` says which).
     history_every
         Record φ, the full-data loss and gradient norm every this many steps
-        (default 1; once per epoch for mini-batches of data over 2,048 rows, where each
-        record costs a full pass over the data).
+        (default 1; for mini-batches of data over 2,048 rows, where a record costs a
+        pass over the data, about an epoch's steps: once every 10 epochs, so records
+        cost about a tenth of the fit). A fit's start and end are always recorded.
     max_history
         Keep at most this many history rows per start: past it, every second row is
         dropped, then every fourth, ... (start and end always kept). Default: a budget
@@ -218,13 +222,15 @@ class _Problem:
                     f"use at most {n}, or leave it out for full-batch descent"
                 )
             batch_size = int(batch_size)
+            batches.check_size(n)
         if not second and optimizer.line_search and minibatch:
             raise GradfitError("the line search is for full-batch gradient descent; leave out the batch size")
         per_epoch = -(-n // batch_size) if minibatch else 1
         total = _step_cap(steps, epochs, per_epoch)
         if not isinstance(tol, int | float | np.floating | np.integer) or not tol >= 0:
             raise GradfitError(f"tol must be a number >= 0, not {tol!r}")
-        every = history_every if history_every is not None else (per_epoch if minibatch and n > 2048 else 1)
+        every = history_every if history_every is not None else (
+            RECORD_EPOCHS * per_epoch if minibatch and n > 2048 else 1)
         if not _whole(every) or every < 1:
             raise GradfitError(f"history_every must be a positive whole number, not {history_every}")
         every = min(int(every), max(total, 1))  # a stride past the cap records the start only
@@ -558,6 +564,7 @@ class _Run:
             "steps": self.total,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
+            **({"batch_order": batches.ORDER} if self.batch_size is not None else {}),
             "tol": self.tol,
             "seed": self.seed,
             **({"runs": checkpoints.digest(np.asarray(self.seeds, float),
@@ -828,8 +835,9 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
     minibatch, batched, size = run.batch_size is not None, run.batched, objective.model.size
     length = loop.chunk_steps(total, every, minibatch, run.per_epoch)
     plan = loop.Plan(objective, run.optimizer.skeleton, minibatch, batched, length // every, every, run.data.x.size,
-                     len(starts) if batched else 0, run.lane_batches)
-    init, run_chunk = loop.runner(plan)
+                     len(starts) if batched else 0, run.lane_batches, len(run.data) if minibatch else 0,
+                     run.batch_size or 0)
+    init, run_chunk, final_of = loop.runner(plan)
     x, y = loop.on_device(run.data, run.float_t)
     tol = run.float_t(run.tol)
     rows_cap = (total - 1) // every + 1  # records the fit makes: after 0, every, 2·every, ... < total steps
@@ -851,24 +859,9 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
         # A finished fit resumed runs one chunk of no steps, for the final loss and gradient;
         # its rows are not records (they must not count against the history budget).
         replay = bool(saved.header.get("finished"))
-    sources = {int(k): BatchSource(len(run.data), run.batch_size, int(k)) for k in np.unique(run.seeds)} \
-        if minibatch else {}
-    lane_seeds = [int(k) for k in run.seeds] if run.lane_batches else [run.seed]
-
-    def chunk_batches(first_step):
-        if not minibatch:
-            return None
-        shape = (plan.groups, every, run.batch_size)
-        if first_step >= total:  # a chunk that runs no step (resuming a finished fit) still takes batches
-            bidx, bmask = np.zeros(shape, np.int32), np.zeros(shape, bool)
-            return (np.stack([bidx] * len(lane_seeds)), np.stack([bmask] * len(lane_seeds))) if run.lane_batches \
-                else (bidx, bmask)
-        drawn = {k: sources[k].steps(first_step, length) for k in set(lane_seeds)}
-        if not run.lane_batches:
-            bidx, bmask = drawn[run.seed]
-            return bidx.reshape(shape), bmask.reshape(shape)
-        return (np.stack([drawn[k][0].reshape(shape) for k in lane_seeds]),
-                np.stack([drawn[k][1].reshape(shape) for k in lane_seeds]))
+    words = None
+    if minibatch:  # each step draws its batch from the seed's words (`batches.batch_rows`)
+        words = np.stack([seed_words(k) for k in run.seeds]) if run.lane_batches else seed_words(run.seed)
 
     def save(finished: bool) -> None:
         leaves = jax.device_get(jax.tree_util.tree_leaves(carry))
@@ -880,12 +873,10 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
         save(False)  # from the first moment on, a killed fit can be resumed
     last_saved_at, last_saved_step = time.monotonic(), done_steps
     with interrupts.deferred() as pending:
-        batch = chunk_batches(done_steps)
         while True:
-            out = run_chunk(carry, done_steps, total, batch, x, y, tol, h)
+            out = run_chunk(carry, done_steps, total, words, x, y, tol, h)
             row0 = done_steps // every
             done_steps += length
-            batch = chunk_batches(done_steps)  # JAX runs the chunk asynchronously: draw the next batches meanwhile
             carry = out[0]
             theta, done, code, n, chunk_rows, chunk_losses, *final = loop.unpack(np.asarray(out[1]), plan, size)
             run_rows = min(done_steps // every, rows_cap)
@@ -908,6 +899,8 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
             if finished or pending:
                 break
     interrupted = pending.name if pending and not finished else ""
+    if interrupted:  # stopped before the last chunk, which takes the end point's loss and gradient
+        final = jax.device_get(final_of(carry[0], x, y))
     elapsed = elapsed_before + time.perf_counter() - t0
 
     final_loss, final_gnorm = (np.atleast_1d(np.asarray(a, float)) for a in final)

@@ -17,9 +17,10 @@ Every chunk of a plan has one shape (a short last mini-batch is padded with mask
 rows, and the step cap is a runtime argument), so a plan compiles once. The optimiser's
 real numbers (α, β, γ, ε, ...) are arguments too, one set per start: the plan holds the
 rule's `Optimizer.skeleton`, so fits (and the runs of a sweep) that differ only in them
-share the compiled loop, and each start may carry its own. The host side
-(`gradfit.fitting`) runs the chunks one after another, draws the batches, keeps the
-history, writes checkpoints and stops between chunks. Many starts run together under
+share the compiled loop, and each start may carry its own. Each step draws
+its own mini-batch from the seed (`gradfit.batches.batch_rows`). The host side
+(`gradfit.fitting`) runs the chunks one after another, keeps the history, writes
+checkpoints and stops between chunks. Many starts run together under
 ``vmap``, sharing the mini-batches or each drawing its own (``lane_batches``).
 """
 
@@ -27,13 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .batches import batch_rows
 from .data import Dataset
 from .objective import Objective
 from .optimizers import Optimizer
@@ -54,6 +56,8 @@ class Plan:
     data_size: int = 1  # rows × columns of x, to size the loss pass after the loop
     starts: int = 0
     lane_batches: bool = False  # each start its own mini-batches (a sweep over seeds)
+    n_rows: int = 0  # examples, and the mini-batch size: the compiled loop draws each step's batch
+    batch_size: int = 0
 
     @property
     def free_metrics(self) -> bool:
@@ -151,7 +155,7 @@ def _first_bad_loss(losses, limit):
 
 @lru_cache(maxsize=64)
 def runner(plan: Plan):
-    """The compiled pieces of one plan: the start state, and a chunk of steps."""
+    """The compiled pieces of one plan (`Runner`)."""
     record, plain = _step_fns(plan)
     if plan.batched:
         lanes = 0 if plan.lane_batches else None
@@ -160,35 +164,42 @@ def runner(plan: Plan):
     optimizer, every = plan.optimizer, plan.every
     blocks = -(-plan.groups // BLOCK)
 
-    def chunk(carry, start, total, batches, x, y, tol, h):
-        # carry: θ, optimiser state, stopped?, stop code, stop step (per start)
+    def chunk(carry, start, total, words, x, y, tol, h):
+        # carry: θ, optimiser state, stopped?, stop code, stop step (per start); words: the
+        # seed's (`batches.seed_words`), one pair per start with lane_batches, None full-batch
         size = carry[0].shape[-1]
         rows = jnp.full((blocks * BLOCK, *carry[0].shape[:-1], size + 3), jnp.nan, carry[0].dtype)
         n_groups = jnp.minimum(plan.groups, (total - start + every - 1) // every)
 
-        def batch_at(g, e):
-            if batches is None:
+        def draw(step):
+            """Step ``step``'s mini-batch (None full-batch). Each step draws the next step's batch
+            and carries it: a batch computed in the step that uses it is fused by XLA into the
+            gathers of the rows, which then recompute each row's index once per column."""
+            if words is None:
                 return None
-            if plan.lane_batches:  # (starts, groups, every, batch size)
-                return batches[0][:, g, e], batches[1][:, g, e]
-            return batches[0][g, e], batches[1][g, e]
+            if plan.lane_batches:  # each start its own batch: (starts, batch size)
+                return jax.vmap(lambda w: batch_rows(step, w, plan.n_rows, plan.batch_size))(words)
+            return batch_rows(step, words, plan.n_rows, plan.batch_size)
 
         def group(g0, j, state):
             """Group g0 + j: its record goes to row j of the block's window."""
-            theta, opt_state, window = state
+            theta, opt_state, window, batch = state
             g = g0 + j
             s0 = start + g * every
-            theta, opt_state, row = record(theta, opt_state, batch_at(g, 0), x, y, h)
+            theta, opt_state, row = record(theta, opt_state, batch, x, y, h)
+            batch = draw(s0 + 1)
             window = lax.dynamic_update_index_in_dim(window, row, j, 0)
             if every > 1:
                 def step(e, c):
-                    return plain(c[0], c[1], batch_at(g, e), x, y, h)
+                    theta, opt_state = plain(c[0], c[1], c[2], x, y, h)
+                    return theta, opt_state, draw(s0 + e + 1)
 
-                theta, opt_state = lax.fori_loop(1, jnp.minimum(every, total - s0), step, (theta, opt_state))
-            return theta, opt_state, window
+                theta, opt_state, batch = lax.fori_loop(1, jnp.minimum(every, total - s0), step,
+                                                        (theta, opt_state, batch))
+            return theta, opt_state, window, batch
 
         def block(state):
-            b, (theta, opt_state, done, code, n), rows = state
+            b, (theta, opt_state, done, code, n), rows, batch = state
             g0 = b * BLOCK
             # A whole block runs as a static loop, unrolled, which XLA runs faster than a
             # loop of unknown length; only the last, partial block takes the other path.
@@ -196,11 +207,11 @@ def runner(plan: Plan):
             # rows once, so the branch and the unrolled loop carry only the block's rows.
             full = g0 + BLOCK <= n_groups
             window = jnp.full((BLOCK, *rows.shape[1:]), jnp.nan, rows.dtype)
-            theta, opt_state, window = lax.cond(
+            theta, opt_state, window, batch = lax.cond(
                 full,
                 lambda c: lax.fori_loop(0, BLOCK, lambda j, cj: group(g0, j, cj), c, unroll=UNROLL),
                 lambda c: lax.fori_loop(0, jnp.minimum(BLOCK, n_groups - g0), lambda j, cj: group(g0, j, cj), c),
-                (theta, opt_state, window),
+                (theta, opt_state, window, batch),
             )
             rows = lax.dynamic_update_slice_in_dim(rows, window, g0, 0)
             stop, first, why = _first_stop(window, g0 + jnp.arange(BLOCK) < n_groups, tol, size)
@@ -209,13 +220,13 @@ def runner(plan: Plan):
             at = start + (g0 + first - jnp.where(converged, 0, 1)) * every  # diverged: the row before
             carry = (theta, opt_state, done | new, jnp.where(new, why, code).astype(code.dtype),
                      jnp.where(new, at, n).astype(n.dtype))
-            return b + 1, carry, rows
+            return b + 1, carry, rows, batch
 
         def more(state):
-            b, carry, _ = state
+            b, carry = state[:2]
             return (b * BLOCK < n_groups) & ~jnp.all(carry[2])
 
-        _, carry, rows = lax.while_loop(more, block, (jnp.asarray(0), carry, rows))
+        _, carry, rows, _ = lax.while_loop(more, block, (jnp.asarray(0), carry, rows, draw(start)))
         rows = rows[: plan.groups]
         losses = rows[..., size + 2] if not plan.free_metrics else _row_losses(rows[..., :size], n_groups, x, y)
         # A non-finite loss stops the fit too, at the row before it (rows past a stop,
@@ -225,7 +236,11 @@ def runner(plan: Plan):
         bad, first = _first_bad_loss(losses, limit)
         carry = (theta, opt_state, done | bad, jnp.where(bad, DIV_LOSS, code).astype(code.dtype),
                  jnp.where(bad, start + (first - 1) * every, n).astype(n.dtype))
-        final_loss, final_gnorm = final(carry[0], x, y)
+        # The end point's loss and gradient cost a pass over the data: taken in the last chunk
+        # only (a fit stopped between chunks by a signal takes them with `Runner.final`).
+        nan = jnp.full(carry[2].shape, jnp.nan, carry[0].dtype)
+        final_loss, final_gnorm = lax.cond(start + plan.groups * every >= total, lambda t: final(t, x, y),
+                                           lambda t: (nan, nan), carry[0])
         # What the host reads, in one array (one transfer a chunk): `unpack` takes it apart.
         dtype = rows.dtype
         # Step counts reach 2³¹: float32 holds whole numbers only to 2²⁴, so they travel bit for bit.
@@ -270,7 +285,16 @@ def runner(plan: Plan):
 
     if plan.batched:
         init = jax.vmap(init)
-    return jax.jit(init), jax.jit(chunk)
+    return Runner(jax.jit(init), jax.jit(chunk), jax.jit(final))
+
+
+class Runner(NamedTuple):
+    """A plan's compiled pieces: ``init(θ, h)`` the loop state, ``chunk(...)`` a chunk of steps,
+    ``final(θ, x, y)`` the end point's loss and gradient norm."""
+
+    init: Any
+    chunk: Any
+    final: Any
 
 
 def unpack(packed: np.ndarray, plan: Plan, size: int) -> tuple[np.ndarray, ...]:
