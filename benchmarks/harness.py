@@ -257,7 +257,9 @@ def measure(problem: Problem, repeats: int, log: Callable[[str], None] = print) 
             max_s=float(np.max(ts)),
             per_step_s=median / max(problem.steps, 1),
             ratio_to_baseline=median / base_median,
-            max_abs_diff_vs_baseline=float(np.max(np.abs(finals[name] - finals[problem.baseline]))),
+            # a tool that returns no parameters (an empty array: a reader, say) has nothing to compare
+            max_abs_diff_vs_baseline=float(np.max(np.abs(finals[name] - finals[problem.baseline])))
+            if finals[name].size else None,
         )
 
     targets = []

@@ -145,7 +145,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['label']}{base} | {_time(row['first_call_s'])} | {_time(row['median_s'])} "
                 f"| {_time(row['min_s'])} | {_time(row['max_s'])} | {_time(row['per_step_s'])} "
                 f"| {row['ratio_to_baseline']:.2f} | {_num(row['rss_peak_delta_kib'], 'd')} "
-                f"| {_num(row['py_heap_peak_kib'], '.0f')} | {row['max_abs_diff_vs_baseline']:.1e} |"
+                f"| {_num(row['py_heap_peak_kib'], '.0f')} | {_num(row['max_abs_diff_vs_baseline'], '.1e')} |"
             )
         if case["targets"]:
             lines += ["", "| target | measured | met |", "|---|---:|:---:|"]

@@ -43,6 +43,7 @@ _EXPORTS = {
     ),
     "result": ("FitResult", "History", "Inference", "MultiFit"),
     "schedules": ("constant", "cosine", "exponential", "step_decay", "warmup"),
+    "streaming": ("Stream", "stream"),
     "sweeps": ("sweep",),
     "textreport": ("fit_report",),
 }
@@ -91,5 +92,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from .result import FitResult, History, Inference, MultiFit  # noqa: F401
     from .schedules import constant, cosine, exponential, step_decay, warmup  # noqa: F401
+    from .streaming import Stream, stream  # noqa: F401
     from .sweeps import sweep  # noqa: F401
     from .textreport import fit_report  # noqa: F401

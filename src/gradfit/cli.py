@@ -159,7 +159,7 @@ def fit(
     delimiter: DelimiterOption = None,
     model: ModelOption = None,
     loss: LossOption = "normal",
-    optimizer: Annotated[str | None, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad, adamw; or the second-order lm (Levenberg-Marquardt, least squares) or newton (trust-region). Default: lm for a linear model (solved exactly) or a formula with the normal loss, adam otherwise.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="gd, sgd, momentum, nesterov, normalized, adam, rmsprop, adagrad, adamw; or the second-order lm (Levenberg-Marquardt, least squares) or newton (trust-region). Default: lm for a linear model (solved exactly) or a formula with the normal loss, adam otherwise (and with --stream).")] = None,
     variant: Annotated[str | None, typer.Option(help="Variant of the rule, e.g. heavy-ball, book, torch, standard.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate α (the start of a schedule).")] = 0.1,
     beta: Annotated[float | None, typer.Option(help="Momentum / first-moment decay β.")] = None,
@@ -196,6 +196,8 @@ def fit(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and a divergence or interrupt).")] = False,
     categorical: Annotated[str | None, typer.Option("--categorical", help="Categorical column(s), comma-separated: one-hot encoded against their first level; fits the regression model of the design (--model linear; standardised, then polished by Newton).")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Stream --data (a file, folder or glob such as 'big/*.parquet') instead of loading it: mini-batches are read, shuffled through a buffer and fitted as they come, so the data may be larger than memory. Needs --batch-size.")] = False,
+    buffer_rows: Annotated[int | None, typer.Option(help="--stream: rows in the shuffle buffer (default: 256 MiB of them); at least the data's rows shuffles exactly, as in memory.")] = None,
     offset: Annotated[str | None, typer.Option("--offset", help="Exposure column of counts (positive, e.g. minutes observed): the rate is COL · e^η, log COL the offset; fits the regression model of the design (--model linear).")] = None,
 ) -> None:
     """Fit a model by gradient descent and print a short report.
@@ -211,14 +213,14 @@ def fit(
     try:
         _at_least(0, seed=seed, steps=steps, warmup=warmup, data_seed=data_seed)
         _at_least(1, epochs=epochs, batch_size=batch_size, history_every=history_every,
-                  checkpoint_every=checkpoint_every, decay_every=decay_every, width=width)
+                  checkpoint_every=checkpoint_every, decay_every=decay_every, width=width, buffer_rows=buffer_rows)
         _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay,
                 decay_factor=decay_factor, scale=scale)
         design = categorical is not None or offset is not None
         model = _model_name(model, data, builtin, loss, design)
         # least squares of a linear model or a formula is a curve fit: Levenberg-Marquardt to the optimum
         curve_fit = loss == "normal" and not design and (model == "linear" or _is_formula(model))
-        optimizer = optimizer or ("lm" if curve_fit else "adam")
+        optimizer = optimizer or ("lm" if curve_fit and not stream else "adam")
         if design and model != "linear":
             raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
                                f"--model linear, not --model {model}")
@@ -231,6 +233,10 @@ def fit(
         regression = design or (model == "linear" and loss in ("poisson", "bernoulli", "categorical"))
         if regression:
             _not_for_regression(ctx, "reduction", "dtype", "bound", "fix", "sigma", "absolute_sigma", "weights")
+        if stream:
+            _streamable(ctx, data, regression)
+        elif buffer_rows is not None:
+            raise GradfitError("--buffer-rows sizes the shuffle buffer of --stream: add --stream, or leave it out")
         the_opt = _optimizer(gf, optimizer, variant, lr, beta, gamma, eps, weight_decay, schedule,
                              decay_factor, decay_every, warmup, line_search)
         # Only what was asked for goes on to the fit, so its own defaults hold.
@@ -248,8 +254,12 @@ def fit(
                 if _is_formula(model) and x is None:
                     inputs = _formula_inputs(model, data, y, builtin, delimiter, extra)
                     x = inputs if data is not None else None  # built-in data: its one input, x
-                dataset = _dataset(gf, data, x, y, builtin, model, loss, seed if data_seed is None else data_seed, scale,
-                                   delimiter, extra)
+                if stream:
+                    dataset = gf.stream(str(data), [c.strip() for c in x.split(",") if c.strip()] if x else None, y,
+                                        buffer_rows=buffer_rows)
+                else:
+                    dataset = _dataset(gf, data, x, y, builtin, model, loss, seed if data_seed is None else data_seed,
+                                       scale, delimiter, extra)
                 the_model = _model(gf, model, dataset, loss, scale, width)
                 the_loss = gf.make_loss(loss)
                 start = _parse_init(init, the_model, seed)
@@ -261,11 +271,14 @@ def fit(
                     fixed=_assignments(fix, "--fix", _number_value), absolute_sigma=absolute_sigma,
                     **per_example, **keep,
                 )
-                result = _with_inference(result, the_model, the_loss, dataset)
+                if not stream:  # standard errors need the data in memory
+                    result = _with_inference(result, the_model, the_loss, dataset)
         _write_json(result, json_path)
         if plot is not None:
             _plot_fit(result, plot)
     except GradfitError as exc:
+        if getattr(exc, "result", None) is not None:  # a streamed fit stopped by bad data: keep what it did
+            _write_json(exc.result, json_path)
         _fail(exc)
     except KeyboardInterrupt as exc:
         _interrupted_fit(exc, dataset, json_path, quiet, ctx.obj["argv"] if ctx.obj else None)
@@ -292,6 +305,22 @@ def _for_its_model(ctx, model, **owners) -> None:
         if _given(ctx, name) and model != owner:
             raise GradfitError(f"--{name} sets {what.get(name, name)}; this fit (--model {model}) does not use it: "
                                "leave it out")
+
+
+def _streamable(ctx, data, regression) -> None:
+    """Refuse, naming them, the options a streamed fit cannot take."""
+    from gradfit.errors import GradfitError
+
+    if data is None:
+        raise GradfitError("--stream reads files: give them with --data (a file, a folder or a glob)")
+    if regression:
+        raise GradfitError("--stream fits by gradient steps over mini-batches; a regression (GLM) over files "
+                           "larger than memory is fitted by Newton's method on a Dask cluster: use --workers N "
+                           "or --scheduler tcp://HOST:PORT instead of --stream")
+    for name in ("plot", "sigma", "weights", "bound", "fix", "polish", "delimiter"):
+        if _given(ctx, name):
+            raise GradfitError(f"--{name.replace('_', '-')} cannot be used with --stream (it needs the data in "
+                               "memory); leave it out, or fit without --stream")
 
 
 def _not_for_regression(ctx, *names) -> None:
@@ -758,6 +787,11 @@ def _with_inference(result, model, loss, dataset):
         return result
 
 
+def _rows(dataset) -> int:
+    """The examples of a data set, or of a stream (which is not read to count them)."""
+    return dataset.n_rows if hasattr(dataset, "n_rows") else len(dataset)
+
+
 def _print_report(result, dataset) -> None:
     """The fit's parameters and outcome, each number once; names and text from the data or the
     user are printed as they are, never read as Rich markup (``col[level]``)."""
@@ -826,7 +860,7 @@ def _print_report(result, dataset) -> None:
         if not errors:
             lines.append(f"no uncertainties: {inf.message}")
     out.print(Text.assemble(("gradfit fit", "bold"), f"  model {result.model}, loss {result.objective}, "
-                            f"data {dataset.name} ({len(dataset)} examples)"))
+                            f"data {dataset.name} ({_rows(dataset):,} examples)"))
     for line in lines:
         out.print(table if line is None else Text(line))
 

@@ -94,7 +94,8 @@ def fit(
     data
         A `Dataset`, an ``(x, y)`` pair, a table (a pandas DataFrame, a pyarrow Table, a
         dict of columns: y the last column, x the others) or a CSV/Parquet path
-        (`gradfit.data.as_dataset`).
+        (`gradfit.data.as_dataset`); or a `gradfit.stream` of files larger than memory,
+        fitted with mini-batches as they are read (`gradfit.streamfit`).
     init
         A dict name -> value, a flat vector in parameter order, or many of either
         (a list of dicts, or an array of shape (S, P)) to fit S starts at once.
@@ -165,6 +166,15 @@ def fit(
         stops; ``exc.result`` holds where it got to (status ``interrupted``) and
         ``exc.checkpoint`` the checkpoint it wrote, if asked for one.
     """
+    if _is_stream(data):
+        from . import streamfit
+
+        return streamfit.fit(model, loss, data, optimizer, init=init, steps=steps, epochs=epochs,
+                             batch_size=batch_size, tol=tol, seed=seed, reduction=reduction, dtype=dtype,
+                             history_every=history_every, progress=progress, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume, max_history=max_history,
+                             polish=polish, bounds=bounds, fixed=fixed, sigma=sigma, absolute_sigma=absolute_sigma,
+                             weights=weights)
     problem = _Problem.build(model, loss, data, optimizer, steps=steps, epochs=epochs, batch_size=batch_size,
                              tol=tol, reduction=reduction, dtype=dtype, history_every=history_every,
                              max_history=max_history, polish=polish, checkpoint=checkpoint, resume=resume,
@@ -497,6 +507,11 @@ def _in_model_terms(result, given, source, absolute_sigma, run):
         params = given.external(fits.params, np) if given is not None else fits.params
         return MultiFit.lazy(len(fits), lambda s: convert(fits[s]), params, fits.losses)
     return convert(result)
+
+
+def _is_stream(data) -> bool:
+    """Whether ``data`` is a `gradfit.streaming.Stream` (checked without importing its module)."""
+    return type(data).__name__ == "Stream" and type(data).__module__ == "gradfit.streaming"
 
 
 def _whole(value) -> bool:

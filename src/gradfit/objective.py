@@ -68,7 +68,11 @@ class Objective:
 
     def batch_value(self, theta: jax.Array, x: jax.Array, y: jax.Array, idx: jax.Array, mask: jax.Array) -> jax.Array:
         """L over the rows ``idx`` where ``mask`` is true (the rest count 0)."""
-        terms = self.per_example(theta, x[idx], y[idx])
+        return self.masked_value(theta, x[idx], y[idx], mask)
+
+    def masked_value(self, theta: jax.Array, x: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
+        """L over the rows of x and y where ``mask`` is true (a mini-batch's rows themselves)."""
+        terms = self.per_example(theta, x, y)
         total = jnp.sum(jnp.where(mask, terms, 0.0))
         if self.reduction == "sum":
             return total
