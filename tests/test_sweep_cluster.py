@@ -252,6 +252,6 @@ def test_without_dask(monkeypatch):
     spec.loader.exec_module(fresh)  # the module itself imports without dask
     with fresh.connect() as client:
         assert client is None
-    with pytest.raises(GradfitError, match=r"^sweeps on a cluster need Dask: pip install 'gradfit\[sweep\]'$"):
+    with pytest.raises(GradfitError, match=r"^a Dask cluster needs Dask: pip install 'gradfit\[cluster\]'$"):
         with fresh.connect(workers=2):
             pass

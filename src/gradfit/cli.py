@@ -196,6 +196,8 @@ def fit(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and a divergence or interrupt).")] = False,
     categorical: Annotated[str | None, typer.Option("--categorical", help="Categorical column(s), comma-separated: one-hot encoded against their first level; fits the regression model of the design (--model linear; standardised, then polished by Newton).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Fit the regression model (GLM) on a local Dask cluster of N worker processes on 127.0.0.1, by map-reduce over --data (a Parquet file, folder or glob).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Fit the regression model (GLM) on the Dask cluster whose scheduler is at tcp://HOST:PORT, by map-reduce over --data (Parquet files the workers can read).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Stream --data (a file, folder or glob such as 'big/*.parquet') instead of loading it: mini-batches are read, shuffled through a buffer and fitted as they come, so the data may be larger than memory. Needs --batch-size.")] = False,
     buffer_rows: Annotated[int | None, typer.Option(help="--stream: rows in the shuffle buffer (default: 256 MiB of them); at least the data's rows shuffles exactly, as in memory.")] = None,
     offset: Annotated[str | None, typer.Option("--offset", help="Exposure column of counts (positive, e.g. minutes observed): the rate is COL · e^η, log COL the offset; fits the regression model of the design (--model linear).")] = None,
@@ -216,7 +218,8 @@ def fit(
                   checkpoint_every=checkpoint_every, decay_every=decay_every, width=width, buffer_rows=buffer_rows)
         _finite(lr=lr, tol=tol, beta=beta, gamma=gamma, eps=eps, weight_decay=weight_decay,
                 decay_factor=decay_factor, scale=scale)
-        design = categorical is not None or offset is not None
+        on_cluster = workers is not None or scheduler is not None
+        design = categorical is not None or offset is not None or on_cluster
         model = _model_name(model, data, builtin, loss, design)
         # least squares of a linear model or a formula is a curve fit: Levenberg-Marquardt to the optimum
         curve_fit = loss == "normal" and not design and (model == "linear" or _is_formula(model))
@@ -233,6 +236,8 @@ def fit(
         regression = design or (model == "linear" and loss in ("poisson", "bernoulli", "categorical"))
         if regression:
             _not_for_regression(ctx, "reduction", "dtype", "bound", "fix", "sigma", "absolute_sigma", "weights")
+        if on_cluster:
+            _clusterable(ctx, data, loss)
         if stream:
             _streamable(ctx, data, regression)
         elif buffer_rows is not None:
@@ -244,7 +249,9 @@ def fit(
                 "resume": resume}
         keep = {k: v for k, v in keep.items() if v is not None}
         with _ProgressBar(quiet) as bar, _Warnings(quiet):
-            if regression:
+            if on_cluster:
+                result, dataset = _cluster_fit(gf, data, x, y, loss, offset, tol, scheduler, workers)
+            elif regression:
                 dataset, problem, start = _design(gf, data, x, y, builtin, loss, categorical, offset, init,
                                                    seed if data_seed is None else data_seed, delimiter)
                 result = problem.fit(the_opt, steps=steps, epochs=epochs, batch_size=batch_size, tol=tol, seed=seed,
@@ -305,6 +312,35 @@ def _for_its_model(ctx, model, **owners) -> None:
         if _given(ctx, name) and model != owner:
             raise GradfitError(f"--{name} sets {what.get(name, name)}; this fit (--model {model}) does not use it: "
                                "leave it out")
+
+
+def _clusterable(ctx, data, loss) -> None:
+    """Refuse, naming them, the options a regression fit across a Dask cluster cannot take."""
+    from gradfit.errors import GradfitError
+    from gradfit.glm import LOSS_FAMILY
+
+    if data is None:
+        raise GradfitError("--workers and --scheduler fit Parquet files across a cluster: give them with --data "
+                           "(a file, a folder or a glob)")
+    if loss not in LOSS_FAMILY or loss == "categorical":
+        raise GradfitError(f"a regression across a cluster takes --loss poisson, bernoulli or normal, not {loss}")
+    given = ["--" + n.replace("_", "-") for n in ("categorical", "optimizer", "steps", "epochs", "batch_size",
+                                                   "polish", "history_every", "checkpoint", "checkpoint_every",
+                                                   "resume", "plot", "stream", "init", "lr", "schedule")
+             if _given(ctx, n)]
+    if given:
+        raise GradfitError(f"{', '.join(given)} cannot be used with --workers or --scheduler: a regression across a "
+                           "cluster is fitted by Newton's method from the intercept-only start, with numeric columns")
+
+
+def _cluster_fit(gf, data, x, y, loss, offset, tol, scheduler, workers):
+    """The regression (GLM) fit of Parquet files across a Dask cluster, and what the report says of the data."""
+    from gradfit.glm import LOSS_FAMILY
+
+    cols = [c.strip() for c in x.split(",") if c.strip()] if x else None
+    result = gf.fit_glm(str(data), y, LOSS_FAMILY[loss], x=cols, exposure=offset, tol=tol, scheduler=scheduler,
+                        workers=workers)
+    return result, _Described(Path(str(data)).name, int(result.settings["n_examples"]))
 
 
 def _streamable(ctx, data, regression) -> None:

@@ -362,28 +362,39 @@ def check_columns(design: Design, sample: int = 1 << 16) -> None:
     cols = design.columns
     names = design.column_names
     lo, hi = cols.min(axis=1) if cols.size else [], cols.max(axis=1) if cols.size else []
-    for j, name in enumerate(names):
-        if lo[j] == hi[j] and (design.intercept or lo[j] == 0):
-            what = f"constant ({lo[j]:g} in every row)" if lo[j] != 0 else "zero in every row"
-            hint = "it cannot be told apart from the intercept: drop it" if design.intercept else "drop it"
-            raise GradfitError(f"column {name!r} is {what}; {hint}")
+    check_ranges(names, lo, hi, design.intercept, design.n_rows)
     n = design.n_rows
-    if len(names) + design.intercept > n:
-        raise GradfitError(
-            f"the design has {len(names) + design.intercept} coefficients but only {n} rows; "
-            "it needs at least as many rows as coefficients"
-        )
     rows = None if n <= 2 * sample else slice(0, None, n // sample)
     found = _collinear(design, rows)
     if found and rows is not None:
         found = _collinear(design, None)
     if found:
-        listed = ", ".join(repr(c) for c in found)
+        raise collinear_error(found, design.intercept)
+
+
+def check_ranges(names: Sequence[str], lo: Any, hi: Any, intercept: bool, n_rows: int) -> None:
+    """Raise a `GradfitError` for a constant column (from each column's smallest and largest value),
+    or for fewer rows than coefficients."""
+    for j, name in enumerate(names):
+        if lo[j] == hi[j] and (intercept or lo[j] == 0):
+            what = f"constant ({lo[j]:g} in every row)" if lo[j] != 0 else "zero in every row"
+            hint = "it cannot be told apart from the intercept: drop it" if intercept else "drop it"
+            raise GradfitError(f"column {name!r} is {what}; {hint}")
+    if len(names) + intercept > n_rows:
         raise GradfitError(
-            f"columns {listed} are perfectly collinear: a combination of them"
-            f"{' and the intercept' if design.intercept else ''} is constant, so their coefficients are not "
-            "identified (standard errors would be infinite); drop one of them"
+            f"the design has {len(names) + intercept} coefficients but only {n_rows} rows; "
+            "it needs at least as many rows as coefficients"
         )
+
+
+def collinear_error(found: Sequence[str], intercept: bool) -> GradfitError:
+    """The error for columns ``found`` collinear (with the intercept, if there is one)."""
+    listed = ", ".join(repr(c) for c in found)
+    return GradfitError(
+        f"columns {listed} are perfectly collinear: a combination of them"
+        f"{' and the intercept' if intercept else ''} is constant, so their coefficients are not "
+        "identified (standard errors would be infinite); drop one of them"
+    )
 
 
 def _collinear(design: Design, rows) -> list[str]:
@@ -392,7 +403,12 @@ def _collinear(design: Design, rows) -> list[str]:
     z = (cols - scaling.center[:, None]) / scaling.scale[:, None]
     if design.intercept:
         z = np.vstack([np.ones((1, z.shape[1])), z])
-    gram = z @ z.T / z.shape[1]
+    return collinear_in(z @ z.T / z.shape[1], design.names)
+
+
+def collinear_in(gram: np.ndarray, names: Sequence[str]) -> list[str]:
+    """The columns involved in a combination that is constant, from the Gram matrix of the
+    standardised columns (with a row of ones first for the intercept) divided by the rows."""
     d = np.sqrt(np.diag(gram))
     corr = gram / np.outer(d, d)
     values, vectors = np.linalg.eigh(corr)
@@ -400,5 +416,4 @@ def _collinear(design: Design, rows) -> list[str]:
     if not small.any():
         return []
     weight = np.abs(vectors[:, small]).max(axis=1)
-    names = design.names
     return [names[j] for j in np.nonzero(weight > 1e-6)[0] if names[j] != INTERCEPT]

@@ -21,6 +21,11 @@ of about 30 instead of squaring the error). It stops when the Newton decrement, 
 distance to the optimum in standard errors, is at most ``tol`` (10⁻⁶). Given
 an optimiser, the fit first runs `gradfit.fit` with it (in standardised coordinates)
 and then polishes with Newton (``polish=False`` keeps where the optimiser got to).
+
+`fit_glm` on a Dask DataFrame, or with ``scheduler=`` / ``workers=`` and Parquet files, runs
+the same Newton fit on a cluster, each pass a map-reduce over the partitions
+(`gradfit.glm_cluster`); `GLM._finish` reads the data only through its working object, in
+memory (`_Working`) or on the workers.
 """
 
 from __future__ import annotations
@@ -64,42 +69,73 @@ class SeparationWarning(UserWarning):
 
 
 @dataclass(frozen=True)
+class Totals:
+    """What a family's starting intercept needs from the data: sums over the rows.
+
+    ``n`` rows, Σy, Σ offset and Σ e^offset (None without an offset), and for
+    ``categorical`` the count of each class code. Sums of parts add up, so a cluster
+    computes them partition by partition.
+    """
+
+    n: int
+    sum_y: float
+    sum_offset: float | None = None
+    sum_exp_offset: float | None = None
+    class_counts: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, y: np.ndarray, offset: np.ndarray | None, classes: int = 0) -> Totals:
+        """The totals of rows in memory (``classes``: how many class codes y holds, 0 if not categorical)."""
+        counts = np.bincount(y.astype(int), minlength=classes).astype(float) if classes else None
+        if offset is None:
+            return cls(len(y), float(np.sum(y)), class_counts=counts)
+        return cls(len(y), float(np.sum(y)), float(np.sum(offset)), float(np.sum(np.exp(offset))), counts)
+
+    def __add__(self, other: Totals) -> Totals:
+        def add(a, b):
+            return None if a is None or b is None else a + b
+
+        return Totals(self.n + other.n, self.sum_y + other.sum_y, add(self.sum_offset, other.sum_offset),
+                      add(self.sum_exp_offset, other.sum_exp_offset), add(self.class_counts, other.class_counts))
+
+
+@dataclass(frozen=True)
 class Family:
-    """One likelihood of a GLM: its links, target domain, loss and starting intercept."""
+    """One likelihood of a GLM: its links, target domain, loss and starting intercept (from `Totals`)."""
 
     name: str
     links: tuple[str, ...]
     loss: Callable[[str, float | None], Loss]
-    start: Callable[[np.ndarray, np.ndarray, str, int], np.ndarray]
+    start: Callable[[Totals, str, int], np.ndarray]
     canonical: tuple[str, ...]
 
 
-def _poisson_start(y, offset, link, blocks):
-    total = float(np.sum(y))
+def _poisson_start(totals, link, blocks):
+    total = totals.sum_y
     if total <= 0:
         raise GradfitError("every count is zero: a Poisson model has no rate to fit (its log would be -inf)")
-    rate = total / (len(y) if offset is None else float(np.sum(np.exp(offset))))
+    rate = total / (totals.n if totals.sum_exp_offset is None else totals.sum_exp_offset)
     return np.array([math.log(rate) if link == "exp" else math.log(math.expm1(rate))])
 
 
-def _mean(offset) -> float:
-    return 0.0 if offset is None else float(np.mean(offset))
+def _mean_offset(totals) -> float:
+    return 0.0 if totals.sum_offset is None else totals.sum_offset / totals.n
 
 
-def _bernoulli_start(y, offset, link, blocks):
-    p = float(np.mean(y))
+def _bernoulli_start(totals, link, blocks):
+    p = totals.sum_y / totals.n
     if p in (0.0, 1.0):
         raise GradfitError(f"every label is {int(p)}: a logistic model has nothing to separate")
-    return np.array([math.log(p / (1.0 - p)) - _mean(offset)])
+    return np.array([math.log(p / (1.0 - p)) - _mean_offset(totals)])
 
 
-def _categorical_start(y, offset, link, blocks):
-    counts = np.bincount(y.astype(int), minlength=blocks + 1).astype(float)
-    return np.log(counts[1:] / counts[0]) - _mean(offset)
+def _categorical_start(totals, link, blocks):
+    counts = totals.class_counts
+    return np.log(counts[1:] / counts[0]) - _mean_offset(totals)
 
 
-def _normal_start(y, offset, link, blocks):
-    return np.array([float(np.mean(y)) - _mean(offset)])
+def _normal_start(totals, link, blocks):
+    return np.array([totals.sum_y / totals.n - _mean_offset(totals)])
 
 
 FAMILIES: dict[str, Family] = {
@@ -293,10 +329,15 @@ class GLM:
         return np.kron(np.eye(self.blocks), scaling.matrix)
 
     def _start(self, offset: np.ndarray | None) -> np.ndarray:
+        classes = self.blocks + 1 if self.family == "categorical" else 0
+        return self._start_from(Totals.of(self.y, offset, classes))
+
+    def _start_from(self, totals: Totals) -> np.ndarray:
+        """Standardised coefficients of the intercept-only fit (0 for every column)."""
         p = self.design.n_coef
         theta = np.zeros((self.blocks, p))
         if self.design.intercept:
-            theta[:, 0] = FAMILIES[self.family].start(self.y, offset, self.link, self.blocks)
+            theta[:, 0] = FAMILIES[self.family].start(totals, self.link, self.blocks)
         return theta.ravel()
 
     # fitting ------------------------------------------------------------------------------
@@ -345,8 +386,8 @@ class GLM:
             raise GradfitError(f"{', '.join(given)} are settings of the first-order run: give an optimizer")
         with jax.enable_x64(True):
             work = _Working(self)
-            theta = work.start(init)
             before = None
+            theta = work.start(init)
             if optimizer is not None:
                 try:
                     before = work.first_order(optimizer, theta, steps=steps, epochs=epochs, batch_size=batch_size,
@@ -354,15 +395,27 @@ class GLM:
                 except Interrupted as exc:  # where it got to, in this model's coefficients
                     exc.result = work.result(exc.result.x, exc.result, [], tol, time.perf_counter() - t0)
                     raise
-                theta = before.x
-            stages = []
-            if optimizer is None or polish:
-                stages = work.newton(theta, tol=tol, max_iter=max_iter)
-                theta = stages[-1].theta
-            result = work.result(theta, before, stages, tol, time.perf_counter() - t0)
-            separated = self._separation(work, theta)
-            if inference:
-                result = work.infer(result, theta, profile=profile, level=level, separated=separated)
+            return self._finish(work, theta, before, t0=t0, polish=optimizer is None or polish, tol=tol,
+                                max_iter=max_iter, inference=inference, profile=profile, level=level)
+
+    def _finish(self, work: _Working, theta: np.ndarray, before: FitResult | None, *, t0: float, polish: bool,
+                tol: float, max_iter: int, inference: bool, profile: Sequence[str] | str,
+                level: float) -> FitResult:
+        """Newton from ``theta`` (or from where ``before`` ended) on ``work``'s data, the result, its inference.
+
+        ``work`` is where the data are: in memory (`_Working`) or on a cluster's workers
+        (`gradfit.glm_cluster`); everything here reads them only through it.
+        """
+        if before is not None:
+            theta = before.x
+        stages = []
+        if polish:
+            stages = work.newton(theta, tol=tol, max_iter=max_iter)
+            theta = stages[-1].theta
+        result = work.result(theta, before, stages, tol, time.perf_counter() - t0)
+        separated = self._separation(work, theta)
+        if inference:
+            result = work.infer(result, theta, profile=profile, level=level, separated=separated)
         return result
 
     def infer(self, result: FitResult, *, profile: Sequence[str] | str = (), level: float = 0.95,
@@ -380,16 +433,7 @@ class GLM:
         """A message when fitted probabilities are numerically 0 or 1 (empty when not)."""
         if self.family not in ("bernoulli", "categorical"):
             return ""
-        f = np.asarray(work.outputs(theta))
-        if self.family == "bernoulli":
-            p = 0.5 * (1.0 + np.tanh(0.5 * f))
-            own = np.where(self.y == 1, p, 1.0 - p)
-        else:
-            logp = f - np.max(f, axis=1, keepdims=True)
-            logp = logp - np.log(np.sum(np.exp(logp), axis=1, keepdims=True))
-            own = np.exp(logp[np.arange(len(self.y)), self.y.astype(int)])
-        eps = 10 * np.finfo(float).eps  # R's glm.fit threshold for "numerically 0 or 1"
-        rows = int(np.sum(own > 1.0 - eps))
+        rows = work.certain_rows(theta)
         if rows == 0:
             return ""
         coef = np.reshape(theta, (self.blocks, self.design.n_coef))
@@ -433,6 +477,22 @@ class GLM:
             e = np.exp(full - full.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
         return eta
+
+
+def certain_rows(family: str, f: np.ndarray, y: np.ndarray) -> int:
+    """How many rows the model outputs ``f`` predict their own label ``y`` of with probability
+    numerically 1 (a sign of separation; 0 for families without labels)."""
+    if family == "bernoulli":
+        p = 0.5 * (1.0 + np.tanh(0.5 * f))
+        own = np.where(y == 1, p, 1.0 - p)
+    elif family == "categorical":
+        logp = f - np.max(f, axis=1, keepdims=True)
+        logp = logp - np.log(np.sum(np.exp(logp), axis=1, keepdims=True))
+        own = np.exp(logp[np.arange(len(y)), y.astype(int)])
+    else:
+        return 0
+    eps = 10 * np.finfo(float).eps  # R's glm.fit threshold for "numerically 0 or 1"
+    return int(np.sum(own > 1.0 - eps))
 
 
 @lru_cache(maxsize=32)
@@ -498,6 +558,9 @@ class _Working:
     def outputs(self, theta):
         return _compiled_outputs(self.model)(jnp.asarray(theta), self.x)
 
+    def certain_rows(self, theta) -> int:
+        return certain_rows(self.glm.family, np.asarray(self.outputs(theta)), self.glm.y)
+
     # first-order phase -------------------------------------------------------------------------
 
     def first_order(self, optimizer, theta, *, steps, epochs, batch_size, seed, tol, progress, **given) -> FitResult:
@@ -528,28 +591,36 @@ class _Working:
         if self.rows is not None:
             # Newton on the subsample for a start near the optimum, then full-data gradients
             # with the subsample's Hessian (scaled to all rows); exact Newton if that stalls.
-            first = newton.minimize(self.objective, theta, (self.sub_x, self.sub_y), tol=1e-3,
-                                    max_iter=max_iter, value_scale=vs)
+            first = self.minimize(theta, rows="subsample", tol=1e-3, max_iter=max_iter, value_scale=vs)
             if np.all(np.isfinite(first.theta)):
                 theta = first.theta
-            stages.append(newton.minimize(self.objective, theta, (self.x, self.y), hess_args=(self.sub_x, self.sub_y),
-                                          hess_scale=self.n / len(self.sub_y), tol=tol, max_iter=max_iter,
-                                          value_scale=vs))
+            stages.append(self.minimize(theta, rows="all", hessian="subsample", tol=tol, max_iter=max_iter,
+                                        value_scale=vs))
             if stages[-1].status != newton.CONVERGED:
-                stages.append(newton.minimize(self.objective, stages[-1].theta, (self.x, self.y), tol=tol,
-                                              max_iter=max_iter, value_scale=vs))
+                stages.append(self.minimize(stages[-1].theta, rows="all", tol=tol, max_iter=max_iter,
+                                            value_scale=vs))
         else:
-            stages.append(newton.minimize(self.objective, theta, (self.x, self.y), tol=tol, max_iter=max_iter,
-                                          value_scale=vs))
+            stages.append(self.minimize(theta, rows="all", tol=tol, max_iter=max_iter, value_scale=vs))
         last = stages[-1]
         if vs != 1.0 and np.isfinite(last.value) and self.n > len(theta):
             # least squares: σ̂² from the fit, and a check in those units
             sigma2 = last.value / (self.n - len(theta))
             if sigma2 > 0:
                 self.value_scale = 0.5 / sigma2
-                stages.append(newton.minimize(self.objective, last.theta, (self.x, self.y), tol=tol,
-                                              max_iter=max_iter, value_scale=self.value_scale))
+                stages.append(self.minimize(last.theta, rows="all", tol=tol, max_iter=max_iter,
+                                            value_scale=self.value_scale))
         return stages
+
+    def minimize(self, theta, *, rows: str, hessian: str | None = None, tol: float, max_iter: int,
+                 value_scale: float) -> newton.NewtonResult:
+        """`newton.minimize` of the summed loss over ``rows`` (``all`` or the ``subsample``), with the
+        Hessian from ``hessian`` rows (default: the same; the subsample's is scaled up to all rows)."""
+        args = (self.x, self.y) if rows == "all" else (self.sub_x, self.sub_y)
+        if hessian is None or hessian == rows:
+            return newton.minimize(self.objective, theta, args, tol=tol, max_iter=max_iter, value_scale=value_scale)
+        return newton.minimize(self.objective, theta, args, hess_args=(self.sub_x, self.sub_y),
+                               hess_scale=self.n / len(self.sub_y), tol=tol, max_iter=max_iter,
+                               value_scale=value_scale)
 
     # results -----------------------------------------------------------------------------------------
 
@@ -642,6 +713,10 @@ class _Working:
         return "max_steps", (f"{what}: Newton decrement {last.decrement:.3g} > tol {tol:g} {where}; "
                              f"gradient norm {gnorm:.3g}")
 
+    def row_sums(self, theta) -> inference_mod.RowSums | None:
+        """The `RowSums` inference needs at ``theta``, or None: `inference.statistics` computes them from x and y."""
+        return None
+
     def infer(self, result, theta, *, profile, level, separated, stationary_tol=inference_mod.STATIONARY_TOL):
         model = self.glm
         lik = inference_mod.Likelihood(
@@ -649,13 +724,15 @@ class _Working:
             canonical=model.link in FAMILIES[model.family].canonical,
         )
         method = result.optimizer.get("name", "newton")
+        sums = self.row_sums(theta)
         if separated:
-            stats = inference_mod.statistics(lik, theta, level=level, stationary_tol=stationary_tol, method=method)
+            stats = inference_mod.statistics(lik, theta, level=level, stationary_tol=stationary_tol, method=method,
+                                             sums=sums)
             stats = dataclasses.replace(stats, stationary=False, message=separated, stderr=None, covariance=None,
                                         covariance_fisher=None, wald=None, profile={})
         else:
             stats = inference_mod.statistics(lik, theta, level=level, profile=profile,
-                                             stationary_tol=stationary_tol, method=method)
+                                             stationary_tol=stationary_tol, method=method, sums=sums)
         return dataclasses.replace(result, inference=stats)
 
 
@@ -719,12 +796,27 @@ def glm(
 
 
 def fit_glm(data, y=None, family: str = "poisson", **kwargs: Any) -> FitResult:
-    """``glm(data, y, family, ...)`` fitted: keyword arguments of `glm` and of `GLM.fit` both go here."""
+    """``glm(data, y, family, ...)`` fitted: keyword arguments of `glm` and of `GLM.fit` both go here.
+
+    On a Dask cluster (`gradfit.glm_cluster`) when ``data`` is a Dask DataFrame, or when
+    ``scheduler=`` (an address or a `distributed.Client`) or ``workers=N`` (a local cluster)
+    is given, with ``data`` a Parquet path or glob: the same fit, by map-reduce over partitions.
+    """
+    scheduler, workers = kwargs.pop("scheduler", None), kwargs.pop("workers", None)
+    if scheduler is not None or workers is not None or _is_dask_frame(data):
+        from .glm_cluster import fit_glm as fit_on_cluster
+
+        return fit_on_cluster(data, y, family, scheduler=scheduler, workers=workers, **kwargs)
     fit_keys = {"optimizer", "steps", "epochs", "batch_size", "tol", "max_iter", "init", "polish", "seed",
                 "inference", "profile", "level", "progress", "history_every", "checkpoint", "checkpoint_every",
                 "resume"}
     fit_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in fit_keys}
     return glm(data, y, family, **kwargs).fit(**fit_kwargs)
+
+
+def _is_dask_frame(data: Any) -> bool:
+    """Whether ``data`` is a Dask DataFrame, told without importing Dask."""
+    return type(data).__module__.split(".")[0] == "dask" and hasattr(data, "npartitions")
 
 
 # -- plotting -----------------------------------------------------------------------------------

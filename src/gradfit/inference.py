@@ -341,6 +341,96 @@ def _evaluate(summed: _Weighted, expected: _Expected | None, jacobian: bool):
 # -- statistics -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RowSums:
+    """The sums over the examples that `statistics` is made of, at one point θ'.
+
+    ``value``, ``grad``, ``hess``: L = Σ w ℓ and its derivatives; ``fisher``: the Hessian of
+    the expected loss Σ w E ℓ (None where the link is canonical, or for the normal loss);
+    ``constant``: Σ w c(y) of the constants the loss dropped (log y! for counts);
+    ``deviance``, ``pearson``: Σ w of the unit deviances and squared Pearson residuals (None
+    where the likelihood has none). For the normal loss: ``rss`` = Σ w r², ``tss`` =
+    Σ w (y - ȳ)² about a centre ȳ fixed beforehand (the weighted mean, 0 without an
+    intercept), ``log_w`` = Σ log w, and, where the examples are not kept, ``gram`` = JᵀWJ,
+    ``jwr`` = JᵀW r and ``wf2`` = Σ w f². Sums over disjoint parts of the data add up
+    (``a + b``), so they can be computed part by part, on a cluster's partitions, and combined.
+    """
+
+    n: int
+    value: float
+    grad: np.ndarray
+    hess: np.ndarray
+    fisher: np.ndarray | None = None
+    constant: float = 0.0
+    deviance: float | None = None
+    pearson: float | None = None
+    rss: float = 0.0
+    tss: float = 0.0
+    log_w: float = 0.0
+    wf2: float = 0.0
+    gram: np.ndarray | None = None
+    jwr: np.ndarray | None = None
+
+    def __add__(self, other: RowSums) -> RowSums:
+        def add(a, b):
+            return None if a is None or b is None else a + b
+
+        return RowSums(**{f.name: add(getattr(self, f.name), getattr(other, f.name))
+                          for f in dataclasses.fields(self)})
+
+
+class _Rows(NamedTuple):
+    """The examples behind in-memory `RowSums`: weights, Jacobian of the outputs (normal loss), targets, outputs."""
+
+    w: np.ndarray
+    jac: np.ndarray | None
+    y: np.ndarray
+    f: np.ndarray
+
+
+def row_sums(objective: Objective, canonical: bool, theta: Any, x: Any, y: Any, w: Any, centre: float) -> RowSums:
+    """The `RowSums` of ``objective`` on one part of the data, weights ``w`` (0 for padding rows),
+    R²'s ``centre`` ȳ given (call under ``jax.enable_x64``).
+
+    ``canonical`` says the link is canonical, so the Fisher information is the Hessian.
+    """
+    return _row_sums(objective, canonical, theta, (x, y, w, centre), keep_rows=False)[0]
+
+
+def _row_sums(objective: Objective, canonical: bool, theta: Any, data: tuple, *,
+              keep_rows: bool) -> tuple[RowSums, _Rows | None]:
+    x, y, w, centre = data
+    loss = objective.loss
+    normal = loss.name == "normal"
+    settings = dict(loss.settings)
+    expected = None if canonical or normal else _Expected(objective.model, loss)
+    value, grad, hess, f, fisher_info, jac = jax.device_get(
+        _evaluate(_Weighted(objective), expected, normal)(jnp.asarray(theta, dtype=jnp.float64), x, y, w))
+    hess, f, grad = (np.asarray(a, dtype=float) for a in (hess, f, grad))
+    y = np.asarray(y, dtype=float)
+    w = np.asarray(w, dtype=float)
+    f1 = f[:, 0] if f.ndim == 2 and loss.outputs == 1 else f
+    family = FAMILIES[loss.name]
+    deviance = pearson = None
+    if family.deviance is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a fitted p of exactly 0 or 1 gives inf
+            deviance = float(np.sum(w * family.deviance(f1, y, **settings)))
+            pearson = float(np.sum(w * family.pearson(f1, y, **settings)))
+    parts: dict[str, Any] = {}
+    if normal:
+        parts = {"rss": float(np.sum(w * (y - f1) ** 2)), "tss": float(np.sum(w * (y - centre) ** 2)),
+                 "log_w": float(np.sum(np.log(w[w > 0]))) if not keep_rows else float(np.sum(np.log(w)))}
+        if not keep_rows:
+            jac = np.asarray(jac, dtype=float)
+            parts.update(gram=jac.T @ (w[:, None] * jac), jwr=jac.T @ (w * (y - f1)), wf2=float(np.sum(w * f1 * f1)))
+    sums = RowSums(n=int(np.count_nonzero(w)) if not keep_rows else len(y), value=float(value), grad=grad, hess=hess,
+                   fisher=None if fisher_info is None else np.asarray(fisher_info, dtype=float),
+                   constant=float(np.sum(w * family.constant(y, **settings))), deviance=deviance, pearson=pearson,
+                   **parts)
+    return sums, (_Rows(w, jac, y, f1) if keep_rows else None)
+
+
+
 def infer(
     result: FitResult,
     model: Model | None = None,
@@ -527,8 +617,14 @@ def statistics(
     covariance: str = "auto",
     absolute_sigma: bool = False,
     excluded: Mapping[str, str] | None = None,
+    sums: RowSums | None = None,
 ) -> Inference:
-    """The `Inference` of ``lik`` at working coordinates ``theta`` (call under ``jax.enable_x64``)."""
+    """The `Inference` of ``lik`` at working coordinates ``theta`` (call under ``jax.enable_x64``).
+
+    ``sums`` are the `RowSums` at ``theta`` computed elsewhere (part by part, on a cluster's
+    partitions, say): then ``lik.x`` and ``lik.y`` are not read, and the Gauss-Newton
+    information comes from JᵀWJ rather than from the SVD of √W J; no profile intervals.
+    """
     if not 0 < level < 1:
         raise GradfitError(f"the confidence level must be between 0 and 1, not {level}")
     loss = lik.loss
@@ -546,35 +642,28 @@ def statistics(
     least_squares = _least_squares(loss)
     normal = loss.name == "normal"
     absolute = bool(absolute_sigma) and least_squares and lik.weights is not None
-    objective = lik.objective
-    theta = jnp.asarray(theta, dtype=jnp.float64)
-    expected = None if lik.canonical or normal else _Expected(objective.model, loss)
-    value, grad, hess, f, fisher_info, jac = jax.device_get(
-        _evaluate(lik.summed, expected, normal)(theta, *lik.args))
-    hess, f, grad = (np.asarray(a, dtype=float) for a in (hess, f, grad))
-    y = np.asarray(lik.y, dtype=float)
-    w = np.asarray(lik.w, dtype=float)
-    n = len(y)
+    rows = None  # the examples' weights, Jacobian, targets and outputs, for the SVD of √W J
+    if sums is None:
+        w = np.asarray(lik.w, dtype=float)
+        y = np.asarray(lik.y, dtype=float)
+        centre = float(np.sum(w * y) / np.sum(w)) if lik.intercept is not False else 0.0
+        sums, rows = _row_sums(lik.objective, lik.canonical, theta, (*lik.args, centre), keep_rows=True)
+    elif profile:
+        raise GradfitError("profile intervals refit the model on the data, which sums computed elsewhere do not "
+                           "carry: ask for them where the data are in memory")
+    value, grad, hess, fisher_info = sums.value, sums.grad, sums.hess, sums.fisher
+    n = sums.n
     free = np.array([name not in excluded for name in lik.names])
     idx = np.nonzero(free)[0]
     k = sum(1 for name in lik.names if excluded.get(name) != "fixed")
     a = lik.matrix()
-    f1 = f[:, 0] if f.ndim == 2 and loss.outputs == 1 else f
-
-    family = FAMILIES[loss.name]
-    deviance = pearson = None
-    if family.deviance is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):  # a fitted p of exactly 0 or 1 gives inf
-            deviance = float(np.sum(w * family.deviance(f1, y, **settings)))
-            pearson = float(np.sum(w * family.pearson(f1, y, **settings)))
+    deviance, pearson = sums.deviance, sums.pearson
     extra: dict[str, Any] = {}
     scale = 1.0  # σ̂² for least squares (the covariance is scaled by it), else 1
     info_factor = 1.0  # the information is H / info_factor (H: the Hessian of the summed loss)
     noise = 1.0  # σ² in the Gauss-Newton information JᵀWJ/σ²
     if normal:
-        rss = float(np.sum(w * (y - f1) ** 2))
-        centre = float(np.sum(w * y) / np.sum(w)) if lik.intercept is not False else 0.0
-        tss = float(np.sum(w * (y - centre) ** 2))
+        rss, tss = sums.rss, sums.tss
         dof = n - k
         sigma2 = rss / dof if dof > 0 else math.nan
         sigma = settings.get("sigma")
@@ -584,7 +673,7 @@ def statistics(
             "sigma": math.sqrt(sigma2) if dof > 0 else math.nan,
         }
         extra["redchi"] = extra["chisqr"] / dof if dof > 0 else math.nan
-        log_w = float(np.sum(np.log(w)))
+        log_w = sums.log_w
         if absolute:  # the σ_i known: the full normal log-likelihood, L = Σ w r² = 2 × its negative + const
             loglik = -0.5 * (rss + n * math.log(2.0 * math.pi) - log_w)
             info_factor = 2.0
@@ -596,7 +685,7 @@ def statistics(
             loglik = -0.5 * rss / sigma**2 - n * math.log(sigma) - 0.5 * n * math.log(2.0 * math.pi) + 0.5 * log_w
             noise = sigma**2
     else:
-        loglik = -(float(value) + float(np.sum(w * family.constant(y, **settings))))
+        loglik = -(float(value) + sums.constant)
     aic = 2.0 * k - 2.0 * loglik
     bic = k * math.log(n) - 2.0 * loglik
     dist = "t" if least_squares and not absolute else "z"
@@ -617,7 +706,8 @@ def statistics(
         return Inference(**base, stationary=False, message=message, decrement=decrement, grad_norm=gnorm)
 
     finite = np.all(np.isfinite(hess)) and np.all(np.isfinite(grad)) and np.isfinite(loglik)
-    if not (finite and (jac is None or np.all(np.isfinite(jac)))):
+    if not (finite and (rows is None or rows.jac is None or np.all(np.isfinite(rows.jac)))
+            and (sums.gram is None or np.all(np.isfinite(sums.gram)))):
         return refuse("the likelihood, its gradient or its Hessian is not finite here: no uncertainties")
     if least_squares and not absolute and not n > k:
         return refuse(f"{n} examples for {k} parameters leave no degrees of freedom to estimate σ: "
@@ -634,8 +724,10 @@ def statistics(
         return refuse("the Hessian of the negative log-likelihood is not positive definite: this is a saddle point "
                       f"or a maximum, not a minimum ({', '.join(names)}); no uncertainties")
     gauss_newton = None
-    if normal:
-        gauss_newton = _from_jacobian(np.sqrt(w)[:, None] * np.asarray(jac, dtype=float)[:, idx], noise)
+    if normal and rows is not None:
+        gauss_newton = _from_jacobian(np.sqrt(rows.w)[:, None] * np.asarray(rows.jac, dtype=float)[:, idx], noise)
+    elif normal:  # JᵀWJ summed over parts: the same matrix, its condition squared (fine in standardised coordinates)
+        gauss_newton = _from_matrix(sums.gram[np.ix_(idx, idx)] / noise)
     if form == "gauss-newton":
         info, what = gauss_newton, "the Gauss-Newton information JᵀWJ"
         why = "the model's outputs do not change along a combination of them"
@@ -652,11 +744,14 @@ def statistics(
         return refuse(f"{what} is singular: {why} ({', '.join(names)}); these parameters are not identified here: "
                       "no uncertainties")
     floor = 0.0  # the decrement that rounding alone can cause
-    if info is gauss_newton:  # ‖Uᵀ√W r‖/σ: the residuals' reach along J, in standard errors
-        decrement = float(np.linalg.norm(info.u.T @ (np.sqrt(w) * (y - f1))) / math.sqrt(noise))
+    if info is gauss_newton and rows is not None:  # ‖Uᵀ√W r‖/σ: the residuals' reach along J, in standard errors
+        decrement = float(np.linalg.norm(info.u.T @ (np.sqrt(rows.w) * (rows.y - rows.f))) / math.sqrt(noise))
         # each output is computed to a few ulps: a near-perfect fit (NIST's Lanczos1, σ̂ ≈ 1e-13)
         # cannot get its residuals' projection below that
-        floor = 16.0 * float(np.finfo(float).eps) * float(np.linalg.norm(np.sqrt(w) * f1)) / math.sqrt(noise)
+        floor = 16.0 * float(np.finfo(float).eps) * float(np.linalg.norm(np.sqrt(rows.w) * rows.f)) / math.sqrt(noise)
+    elif info is gauss_newton:  # the same, √(rᵀWJ (JᵀWJ)⁻¹ JᵀWr)/σ, from the sums
+        decrement = info.decrement(sums.jwr[idx] / noise)
+        floor = 16.0 * float(np.finfo(float).eps) * math.sqrt(sums.wf2) / math.sqrt(noise)
     else:
         decrement = info.decrement(grad[idx] / info_factor)
     if not np.isfinite(decrement):

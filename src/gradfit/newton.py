@@ -21,6 +21,7 @@ one shape reuses them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -96,9 +97,30 @@ def minimize(
     vg = value_and_grad(fn)
     hess = hessian(fn if hess_fn is None else hess_fn)
     hess_args = args if hess_args is None else hess_args
+    return iterate(lambda theta: jax.device_get(vg(theta, *args)),
+                   lambda theta: jax.device_get(hess(theta, *hess_args)), theta0, hess_scale=hess_scale,
+                   value_scale=value_scale, tol=tol, max_iter=max_iter)
+
+
+def iterate(
+    value_and_grad: Callable[[np.ndarray], tuple[Any, Any]],
+    hessian: Callable[[np.ndarray], Any],
+    theta0: np.ndarray,
+    *,
+    hess_scale: float = 1.0,
+    value_scale: float = 1.0,
+    tol: float = 1e-9,
+    max_iter: int = 100,
+) -> NewtonResult:
+    """Damped Newton from θ₀ on an objective given by its evaluations: `minimize`'s loop.
+
+    ``value_and_grad(θ)`` gives L and ∇L, ``hessian(θ)`` the Hessian (times ``hess_scale``),
+    as arrays of any kind: compiled functions on data in memory, or sums over a cluster's
+    partitions (`gradfit.glm_cluster`).
+    """
 
     def evaluate(theta):
-        v, g = jax.device_get(vg(theta, *args))
+        v, g = value_and_grad(theta)
         return float(v) * value_scale, np.asarray(g, dtype=float) * value_scale
 
     theta = np.asarray(theta0, dtype=float)
@@ -109,7 +131,7 @@ def minimize(
         if not (np.isfinite(value) and np.all(np.isfinite(grad))):
             status = NOT_FINITE
             break
-        h = np.asarray(jax.device_get(hess(theta, *hess_args)), dtype=float) * (hess_scale * value_scale)
+        h = np.asarray(hessian(theta), dtype=float) * (hess_scale * value_scale)
         if not np.all(np.isfinite(h)):
             status = NOT_FINITE
             break
