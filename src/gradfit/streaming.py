@@ -603,8 +603,17 @@ class Stream:
         )
         order = unit_rng.permutation(len(self._units))
         slots = _Slots(slot_rng, len(buffer))
+        units = [self._units[i] for i in order]
+        # Reading and decoding run in a thread of their own, ahead of the shuffle: the two
+        # take about as long as each other, and pyarrow releases the GIL while it reads.
+        with Prefetch(lambda inner: self._chunks(units, dtype, inner), name="gradfit-stream-read") as chunks:
+            yield from self._mixed(chunks, buffer, slots, flush_rng, stop)
+
+    def _mixed(self, chunks, buffer: np.ndarray, slots, flush_rng, stop) -> Iterator[np.ndarray]:
+        """The rows of ``chunks`` through the shuffle buffer, then the buffer emptied in a random order."""
         filled = 0
-        for rows in self._chunks([self._units[i] for i in order], dtype, stop):
+        for rows in chunks:
+            _check_stop(stop)
             if filled < len(buffer):
                 take = min(len(buffer) - filled, len(rows))
                 buffer[filled:filled + take] = rows[:take]
