@@ -107,6 +107,19 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(header, leaves, history)
 
 
+def restore(carry: Any, leaves: list[np.ndarray], path: str | Path) -> Any:
+    """A fit's state (a pytree of arrays) with a checkpoint's leaves, on the device, checked leaf by
+    leaf against the fit's own: a state of another shape is an error, not a silent broadcast."""
+    import jax
+
+    mine, tree = jax.tree_util.tree_flatten(carry)
+    if len(mine) != len(leaves) or any(np.shape(a) != np.shape(b) or a.dtype != b.dtype
+                                       for a, b in zip(mine, leaves)):
+        raise GradfitError(f"checkpoint {path} holds an optimiser state of another shape; "
+                           "resume with the same optimiser and starts, or start afresh without resuming")
+    return jax.device_put(jax.tree_util.tree_unflatten(tree, leaves))
+
+
 def check_target(path: str | Path) -> None:
     """Refuse to start a new fit over an unfinished checkpoint, or over a file that is not one."""
     path = Path(path)

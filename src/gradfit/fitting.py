@@ -868,7 +868,7 @@ def _run(run: _Run, progress, checkpoint, checkpoint_every, resume, monitor=None
     if resume is not None:
         saved = checkpoints.load(resume)
         checkpoints.check(saved, fingerprint, resume)
-        carry = _restore(carry, saved.leaves, resume)
+        carry = checkpoints.restore(carry, saved.leaves, resume)
         recorder = Recorder.from_state(saved.history)
         done_steps, elapsed_before = saved.steps_done, saved.elapsed
         # A finished fit resumed runs one chunk of no steps, for the final loss and gradient;
@@ -961,16 +961,6 @@ def _stopped(carry, done, stop, at: int):
     carry = (theta, opt_state, np.logical_or(was, mask), np.where(mask, STOPPED, code).astype(np.int32),
              np.where(mask, at, n).astype(np.int32))
     return jax.device_put(carry), done | stop
-
-
-def _restore(carry, leaves: list[np.ndarray], path) -> Any:
-    """The loop state with a checkpoint's leaves, checked leaf by leaf against this fit's own."""
-    mine, tree = jax.tree_util.tree_flatten(carry)
-    if len(mine) != len(leaves) or any(np.shape(a) != np.shape(b) or a.dtype != b.dtype
-                                       for a, b in zip(mine, leaves)):
-        raise GradfitError(f"checkpoint {path} holds an optimiser state of another shape; "
-                           "resume with the same optimiser and starts, or start afresh without resuming")
-    return jax.device_put(jax.tree_util.tree_unflatten(tree, leaves))
 
 
 def _outcomes(recorder, theta, starts, done, code, n, final_loss, final_gnorm, total, every, size):

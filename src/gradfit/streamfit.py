@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -197,7 +196,7 @@ class _StreamRun:
         if resume is not None:
             saved = checkpoints.load(resume)
             checkpoints.check(saved, fingerprint, resume)
-            carry = _restore(carry, saved.leaves, resume)
+            carry = checkpoints.restore(carry, saved.leaves, resume)
             history = {k: list(v) for k, v in saved.history.items()}
             done, elapsed_before = saved.steps_done, saved.elapsed
             if saved.header.get("finished"):
@@ -329,13 +328,3 @@ class _StreamRun:
                                  "exact_shuffle": stream.exact, "block_steps": self.block_steps}},
             elapsed=elapsed,
         )
-
-
-def _restore(carry, leaves: list[np.ndarray], path: str | Path):
-    """The fit's state with a checkpoint's leaves, checked leaf by leaf against this fit's own."""
-    mine, tree = jax.tree_util.tree_flatten(carry)
-    if len(mine) != len(leaves) or any(np.shape(a) != np.shape(b) or a.dtype != b.dtype
-                                       for a, b in zip(mine, leaves)):
-        raise GradfitError(f"checkpoint {path} holds an optimiser state of another shape; "
-                           "resume with the same optimiser and start, or start afresh without resuming")
-    return jax.device_put(jax.tree_util.tree_unflatten(tree, leaves))
