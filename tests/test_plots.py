@@ -123,7 +123,7 @@ def test_paths_figure_writes_png_and_svg(tmp_path, line_fits):
     assert_svg(svg.read_text())
     assert_png(plots.png_bytes(fig))
     left, right, bar = fig.axes  # the colour bar comes last
-    assert (left.get_xlabel(), left.get_ylabel()) == ("phi0", "phi1")
+    assert (left.get_xlabel(), left.get_ylabel()) == (r"$\phi_{0}$", r"$\phi_{1}$")  # φ₀, φ₁ in mathtext
     assert "loss" in bar.get_ylabel() and "excess loss" in right.get_ylabel()
     legend_text = " ".join(t.get_text() for legend in fig.legends for t in legend.get_texts())
     for word in ("gd (α=0.015)", "gd (line search)", "start", "end", "global minimum"):

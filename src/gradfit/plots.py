@@ -7,14 +7,18 @@ and figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no
 global state, no display): they render headless to PNG and SVG through `save`.
 
 The style: loss as filled contours on a log scale (viridis, colour bar labelled with
-the loss), parameter names on the axes, one colour per optimiser, a hollow circle at
-each start and a filled square at each end, the global minimum a gold star, other
-minima white circles, saddles white crosses, maxima white triangles.
+the loss), parameter names on the axes (φ₀, φ₁ as mathtext), Okabe and Ito's
+colour-blind-safe colours with one fixed colour per optimiser in every figure
+(`optimizer_color`), a hollow circle at each start and a filled square at each end,
+the global minimum a gold star, other minima white circles, saddles white crosses,
+maxima small grey triangles; critical points on the edge of the box are not marked
+(they are minima of the box, not of the loss).
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +26,29 @@ from typing import Any
 
 import numpy as np
 
-#: Colours for the lines of one figure, in order: each stands out on the loss colours
-#: (with the dark halo paths get) and on a white background.
-PALETTE = ("#e8384f", "#fd9a44", "#2bd3ec", "#e56bd9", "#1b1b1b", "#7ee07e", "#b0a0ff", "#a0522d")
+#: Okabe and Ito's eight colours, distinct under the common kinds of colour blindness.
+OKABE_ITO = {"orange": "#E69F00", "sky blue": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
+             "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7", "black": "#000000"}
+#: Colours for the lines of one figure that are not optimisers (model curves, say), in order.
+PALETTE = tuple(OKABE_ITO[k] for k in ("orange", "sky blue", "green", "vermillion", "purple", "blue", "yellow",
+                                       "black"))
+#: One colour per optimiser, the same in every figure; gradient descent with a line search
+#: counts as its own method. Black is kept for references (an exact solution).
+OPTIMIZER_COLORS = {
+    "gd": OKABE_ITO["orange"],
+    "line search": OKABE_ITO["blue"],
+    "sgd": OKABE_ITO["sky blue"],
+    "momentum": OKABE_ITO["green"],
+    "nesterov": OKABE_ITO["purple"],
+    "normalized": OKABE_ITO["yellow"],
+    "adam": OKABE_ITO["vermillion"],
+    "adamw": OKABE_ITO["vermillion"],
+    "rmsprop": OKABE_ITO["blue"],
+    "adagrad": OKABE_ITO["yellow"],
+}
+REFERENCE_COLOR = OKABE_ITO["black"]
+#: Line styles to tell apart runs of one colour (one optimiser at several settings).
+LINE_STYLES = ("solid", (0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)))
 #: The loss's colour map and the line colour of its contours.
 CMAP = "viridis"
 CONTOUR_LINE = "#ffffff"
@@ -54,6 +78,24 @@ STYLE = {
 }
 
 _GREEK = {"beta": "β", "gamma": "γ"}
+
+
+def optimizer_key(spec: dict[str, Any] | str) -> str:
+    """The key of `OPTIMIZER_COLORS` for a result's ``optimizer`` record (or a name)."""
+    if isinstance(spec, str):
+        return spec
+    return "line search" if spec.get("line_search") else str(spec.get("name", "?"))
+
+
+def optimizer_color(spec: dict[str, Any] | str) -> str:
+    """The fixed colour of an optimiser (a result's ``optimizer`` record or its name); grey if unknown."""
+    return OPTIMIZER_COLORS.get(optimizer_key(spec), "#7f7f7f")
+
+
+def axis_label(name: str) -> str:
+    """A parameter name for an axis: ``phi0`` as $\\phi_0$, ``beta1`` as $\\beta_1$; others as given."""
+    match = re.fullmatch(r"(phi|beta|omega|theta)(\d+)", name)
+    return rf"$\{match[1]}_{{{match[2]}}}$" if match else name
 
 
 def _mpl():
@@ -176,8 +218,8 @@ def draw_surface(ax, surface, *, loss_label: str = "loss L[φ]", colorbar: bool 
     # surface as vector patches would be megabytes
     filled = ax.contourf(surface.a, surface.b, z, levels=lv, norm=norm, cmap=CMAP, rasterized=True)
     ax.contour(surface.a, surface.b, z, levels=lv, colors=CONTOUR_LINE, linewidths=0.45, alpha=0.45)
-    ax.set_xlabel(surface.labels[0])
-    ax.set_ylabel(surface.labels[1])
+    ax.set_xlabel(axis_label(surface.labels[0]))
+    ax.set_ylabel(axis_label(surface.labels[1]))
     ax.set_xlim(surface.a[0], surface.a[-1])
     ax.set_ylim(surface.b[0], surface.b[-1])
     if colorbar:
@@ -194,16 +236,18 @@ def draw_surface(ax, surface, *, loss_label: str = "loss L[φ]", colorbar: bool 
 
 
 def draw_path(ax, coords: np.ndarray, *, label: str, color: str, marks: np.ndarray | None = None,
-              mark_label: str | None = None, linewidth: float = 2.2, zorder: int = 5):
+              mark_label: str | None = None, linewidth: float = 2.2, zorder: int = 5, style="solid"):
     """A trajectory (K, 2): the line, a hollow circle at its start and a square at its end.
 
-    ``marks`` picks rows to dot along the way (the end of each epoch, say).
+    ``marks`` picks rows to dot along the way (the end of each epoch, say); ``style`` is
+    the line style.
     """
     from matplotlib import patheffects
 
     halo = [patheffects.withStroke(linewidth=linewidth + 1.8, foreground="#202020", alpha=0.55)]
     coords = np.asarray(coords, float)
-    ax.plot(coords[:, 0], coords[:, 1], color=color, lw=linewidth, label=label, zorder=zorder, path_effects=halo)
+    ax.plot(coords[:, 0], coords[:, 1], color=color, lw=linewidth, ls=style, label=label, zorder=zorder,
+            path_effects=halo)
     if marks is not None and len(marks):
         ax.plot(coords[marks, 0], coords[marks, 1], "o", ms=4.2, color=color, mec="#202020", mew=0.6,
                 zorder=zorder + 1, label=mark_label)
@@ -211,44 +255,64 @@ def draw_path(ax, coords: np.ndarray, *, label: str, color: str, marks: np.ndarr
     ax.plot(*coords[-1], "s", ms=9, color=color, mec="#202020", mew=1.0, zorder=zorder + 2)
 
 
-_POINT_STYLE = {
+POINT_STYLE = {
     "global": dict(marker="*", ms=22, color="#ffd700", mec="#202020", mew=1.3, label="global minimum"),
     "minimum": dict(marker="o", ms=10, color="#ffffff", mec="#202020", mew=1.3, label="local minimum"),
     "saddle": dict(marker="X", ms=12, color="#ffffff", mec="#202020", mew=1.2, label="saddle point"),
-    "maximum": dict(marker="^", ms=10, color="#ffffff", mec="#202020", mew=1.0, label="local maximum"),
+    "maximum": dict(marker="^", ms=7, color="#b0b0b0", mec="#606060", mew=0.8, alpha=0.8, label="local maximum"),
 }
+
+
+def on_edge(xy, box, tolerance: float = 0.01) -> bool:
+    """Whether a point of the plane lies within ``tolerance`` of the box's size from its edge."""
+    (x0, x1), (y0, y1) = box
+    tx, ty = tolerance * (x1 - x0), tolerance * (y1 - y0)
+    return bool(min(xy[0] - x0, x1 - xy[0]) <= tx or min(xy[1] - y0, y1 - xy[1]) <= ty)
 
 
 def draw_critical_points(ax, points: Sequence, surface=None, *, kinds=("global", "minimum", "saddle", "maximum")):
     """Mark critical points: the lowest minimum as the global one, then the others by kind.
 
-    Points are plane coordinates, projected through ``surface`` when one is given.
+    Points are plane coordinates, projected through ``surface`` when one is given; those
+    on the edge of the surface's box are left out (a minimum there is the box's, not
+    the loss's).
     """
-    minima = [p for p in points if p.kind == "minimum"]
-    best = min(minima, key=lambda p: p.value) if minima else None
-    groups: dict[str, list] = {k: [] for k in _POINT_STYLE}
+    box = None if surface is None else ((surface.a[0], surface.a[-1]), (surface.b[0], surface.b[-1]))
+    placed = []
     for p in points:
+        xy = surface.project(p.theta[None])[0] if surface is not None and p.theta.size != 2 else p.theta
+        if box is None or not on_edge(xy, box):
+            placed.append((p, xy))
+    minima = [p for p, _ in placed if p.kind == "minimum"]
+    best = min(minima, key=lambda p: p.value) if minima else None
+    groups: dict[str, list] = {k: [] for k in POINT_STYLE}
+    for p, xy in placed:
         kind = "global" if p is best else p.kind
         if kind in groups:
-            xy = surface.project(p.theta[None])[0] if surface is not None and p.theta.size != 2 else p.theta
             groups[kind].append(xy)
     for kind in kinds:
         if groups.get(kind):
             xy = np.array(groups[kind])
-            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=9, **_POINT_STYLE[kind])
+            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=9, **POINT_STYLE[kind])
 
 
-def draw_loss_curves(ax, curves: Sequence[tuple[str, np.ndarray, np.ndarray, str]], *, xlabel: str = "step",
+def draw_loss_curves(ax, curves: Sequence[tuple], *, xlabel: str = "step",
                      ylabel: str = "loss L[φ]", log: bool = True, floor: float | None = None,
                      excess: bool = False):
-    """Loss against step (or epoch): ``curves`` of (label, x, loss, colour).
+    """Loss against step (or epoch): ``curves`` of (label, x, loss, colour[, line style]).
 
     ``floor`` is the global minimum's loss: a dashed line, or with ``excess`` the zero
     of the axis, which then shows L[φ] - L[φ̂] on a log scale (how far from the best).
     """
     shift = floor if excess and floor is not None else 0.0
-    for label, x, loss, color in curves:
-        ax.plot(x, np.asarray(loss) - shift, color=color, label=label)
+    from matplotlib import patheffects
+
+    for label, x, loss, color, *style in curves:
+        dashed = bool(style) and style[0] != "solid"
+        # a dashed run of the same colour as a jittery solid one would vanish into it: outline it
+        halo = [patheffects.withStroke(linewidth=4.0, foreground="#202020", alpha=0.7)] if dashed else None
+        ax.plot(x, np.asarray(loss) - shift, color=color, ls=style[0] if style else "solid", label=label,
+                path_effects=halo, zorder=3 if dashed else 2)
     if excess and floor is not None:
         ylabel = f"excess loss L[φ] − L[φ̂]  (L[φ̂] = {floor:.4g})"
     elif floor is not None:
@@ -285,7 +349,7 @@ def _power(v: float) -> str:
 
 @dataclass(frozen=True)
 class Trace:
-    """A fit to draw: its result, a legend label, a colour, and rows to mark (epochs)."""
+    """A fit to draw: its result, a legend label, a colour, rows to mark (epochs), a line style."""
 
     result: Any
     label: str
@@ -293,12 +357,22 @@ class Trace:
     marks: np.ndarray | None = None
     mark_label: str | None = None
     x: np.ndarray | None = None  # the x of its loss curve; default its steps
+    style: Any = "solid"
 
 
 def traces(results: Sequence, labels: Sequence[str] | None = None) -> list[Trace]:
-    """One `Trace` per result, labelled by optimiser and hyperparameters, coloured in order."""
+    """One `Trace` per result, labelled by optimiser and hyperparameters, in its optimiser's colour.
+
+    Several runs of one optimiser share its colour and differ in line style.
+    """
     labels = labels or [optimizer_label(r.optimizer) for r in results]
-    return [Trace(r, lab, PALETTE[k % len(PALETTE)]) for k, (r, lab) in enumerate(zip(results, labels, strict=True))]
+    seen: dict[str, int] = {}
+    out = []
+    for r, lab in zip(results, labels, strict=True):
+        key = optimizer_key(r.optimizer)
+        k = seen[key] = seen.get(key, -1) + 1
+        out.append(Trace(r, lab, optimizer_color(r.optimizer), style=LINE_STYLES[k % len(LINE_STYLES)]))
+    return out
 
 
 @styled
@@ -319,15 +393,16 @@ def paths_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Seq
     fig, (left, right) = new_figure(2, size=(WIDE[0], WIDE[1] + 0.35 * (1 + len(runs) // legend_cols)),
                                     width_ratios=(1.15, 1.0))
     fig.get_layout_engine().set(wspace=0.06)
-    draw_surface(left, surface)
+    filled = draw_surface(left, surface)
     draw_critical_points(left, points, surface)
     for run in runs:
         coords = surface.project(run.result.history.params)
-        draw_path(left, coords, label=run.label, color=run.color, marks=run.marks, mark_label=run.mark_label)
+        draw_path(left, coords, label=run.label, color=run.color, marks=run.marks, mark_label=run.mark_label,
+                  style=run.style)
     if inset is not None:
-        _draw_inset(left, inset_surface or surface, runs, inset)
-    curves = [(run.label, run.x if run.x is not None else run.result.history.step, run.result.history.loss, run.color)
-              for run in runs]
+        _draw_inset(left, inset_surface or surface, runs, inset, norm=filled.norm)
+    curves = [(run.label, run.x if run.x is not None else run.result.history.step, run.result.history.loss, run.color,
+               run.style) for run in runs]
     draw_loss_curves(right, curves, xlabel=xlabel, floor=floor, excess=excess)
     for k, (value, label) in enumerate(references):
         right.axhline(value, color="#808080", lw=1.2, ls=(0, (1, 2)) if k == 0 else (0, (4, 2, 1, 2)), label=label)
@@ -335,7 +410,7 @@ def paths_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Seq
         right.set_xlim(0, xmax)
     right.set_title("full-data loss")
     left.set_title("paths over the loss")
-    paths = [Line2D([], [], color=run.color, lw=2.6, label=run.label) for run in runs]
+    paths = [Line2D([], [], color=run.color, lw=2.6, ls=run.style, label=run.label) for run in runs]
     markers = [Line2D([], [], ls="none", marker="o", ms=10, mfc="none", mec="#404040", mew=2.2, label="start"),
                Line2D([], [], ls="none", marker="s", ms=8, color="#404040", label="end")]
     if any(run.marks is not None for run in runs):
@@ -355,19 +430,26 @@ def paths_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Seq
     return fig
 
 
-def _draw_inset(ax, surface, runs: Sequence[Trace], window, *, where=(0.56, 0.56, 0.42, 0.42)):
-    """A magnified view of ``window`` ((x0, x1), (y0, y1)) of the paths, in a corner of ``ax``."""
+def _draw_inset(ax, surface, runs: Sequence[Trace], window, *, where=(0.56, 0.56, 0.42, 0.42), norm=None):
+    """A magnified view of ``window`` ((x0, x1), (y0, y1)) of the paths, in a corner of ``ax``.
+
+    ``norm`` is the main panel's colour scale, so one loss has one colour in both (a loss
+    below the main panel's lowest level gets its lowest colour).
+    """
     (x0, x1), (y0, y1) = window
     sub = ax.inset_axes(where)
     z = np.asarray(surface.loss, float)
     levels = _log_levels(z, 24) if np.all(z > 0) else np.linspace(z.min(), z.max(), 24)
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
 
-    norm = LogNorm(levels[0], levels[-1]) if np.all(z > 0) else None
+    if norm is None:
+        norm = LogNorm(levels[0], levels[-1]) if np.all(z > 0) else None
+    else:  # a new norm on the same scale: the main one, shared, would reset its colour bar's ticks
+        norm = (LogNorm if isinstance(norm, LogNorm) else Normalize)(norm.vmin, norm.vmax)
     sub.contourf(surface.a, surface.b, z, levels=levels, norm=norm, cmap=CMAP, rasterized=True)
     for run in runs:
         coords = surface.project(run.result.history.params)
-        sub.plot(coords[:, 0], coords[:, 1], color=run.color, lw=1.6, marker="o", ms=2.5)
+        sub.plot(coords[:, 0], coords[:, 1], color=run.color, lw=1.6, ls=run.style, marker="o", ms=2.5)
     sub.set_xlim(x0, x1)
     sub.set_ylim(y0, y1)
     sub.tick_params(labelsize=9)
@@ -402,14 +484,14 @@ def _unique_legend(axes):
 
 
 @styled
-def data_figure(data, curves: Sequence[tuple[str, np.ndarray, np.ndarray, str]], *, title: str = "",
+def data_figure(data, curves: Sequence[tuple], *, title: str = "",
                 xlabel: str = "input x", ylabel: str = "output y", ax=None, legend: bool = True):
-    """The data as points with model curves (label, x, f, colour) drawn through them."""
+    """The data as points with model curves (label, x, f, colour[, line keywords]) drawn through them."""
     fig, ax = new_figure(1, size=SINGLE) if ax is None else (ax.figure, ax)
-    ax.plot(data.x, data.y, "o", ms=7, color="#2b6cb0", mec="white", mew=0.8, label=f"data ({len(data)} points)",
+    ax.plot(data.x, data.y, "o", ms=7, color="#3a3a3a", mec="white", mew=0.8, label=f"data ({len(data)} points)",
             zorder=5)
-    for label, x, f, color in curves:
-        ax.plot(x, f, color=color, label=label)
+    for label, x, f, color, *extra in curves:
+        ax.plot(x, f, color=color, label=label, **(extra[0] if extra else {}))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -434,50 +516,85 @@ def models_figure(panels: Sequence[tuple[str, Any, Sequence[tuple[str, np.ndarra
     return fig
 
 
-BASIN_COLORS = ("#ffd700", "#e8384f", "#2bd3ec", "#7ee07e", "#e56bd9", "#fd9a44", "#4c6ef5", "#a0522d",
-                "#20c997", "#b0a0ff")
-_NO_MIN = {-1: ("#d9d9d9", "still moving after the steps"), -2: ("#8c8c8c", "left the box")}
+#: The basin of the global minimum first: Okabe and Ito's colours, then the same paler.
+BASIN_COLORS = tuple(OKABE_ITO[k] for k in ("yellow", "sky blue", "vermillion", "green", "purple", "orange", "blue"))
+_NO_MIN = {-1: ("#d9d9d9", "still moving after the steps"), -2: ("#8c8c8c", "left the box"),
+           -3: ("#f4e8d8", "on the plateau L ≈ Σy² (the model ≈ 0)")}
+PLATEAU, LEFT_BOX = -3, -2
+
+
+def basin_color(k: int) -> str:
+    """The colour of minimum k's basin: `BASIN_COLORS` in turn, mixed with white on each further round."""
+    base = BASIN_COLORS[k % len(BASIN_COLORS)]
+    rounds = k // len(BASIN_COLORS)
+    rgb = np.array([int(base[i: i + 2], 16) for i in (1, 3, 5)], float)
+    rgb = 255 - (255 - rgb) * 0.5 ** rounds
+    return "#" + "".join(f"{int(round(v)):02x}" for v in rgb)
+
+
+def basin_codes(bm, plateau: float | None = None, tolerance: float = 0.02) -> np.ndarray:
+    """The basin map's labels, with starts that reach no minimum but end within ``tolerance``
+    of the ``plateau`` loss relabelled `PLATEAU`: they slid onto a level stretch of the loss."""
+    codes = np.array(bm.labels)
+    if plateau is not None:
+        flat = (codes < 0) & np.isfinite(bm.end_loss) & (np.abs(bm.end_loss - plateau) <= tolerance * abs(plateau))
+        codes[flat] = PLATEAU
+    return codes
 
 
 @styled
-def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Sequence] = (), *, suptitle: str = ""):
-    """Each start of a grid coloured by the minimum it reaches; the share of starts per minimum."""
+def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Sequence] = (), *, suptitle: str = "",
+                  plateaus: Sequence[float | None] = ()):
+    """Each start of a grid coloured by the minimum it reaches; the share of starts per minimum.
+
+    ``plateaus`` (one loss level per map, or None) sets apart the starts that reach no
+    minimum but end on a plateau at that loss (`basin_codes`).
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     fig, axes = new_figure(len(maps), size=(WIDE[0], WIDE[1] + 0.9) if len(maps) > 1 else SINGLE)
     axes = np.atleast_1d(axes)
     point_sets = list(point_sets) or [()] * len(maps)
-    for ax, bm, title, pts in zip(axes, maps, titles, point_sets, strict=True):
+    plateaus = list(plateaus) or [None] * len(maps)
+    for ax, bm, title, pts, level in zip(axes, maps, titles, point_sets, plateaus, strict=True):
         m = len(bm.minima)
-        colors = [_NO_MIN[-2][0], _NO_MIN[-1][0]] + [BASIN_COLORS[k % len(BASIN_COLORS)] for k in range(m)]
+        codes = basin_codes(bm, level)
+        colors = [_NO_MIN[c][0] for c in (-3, -2, -1)] + [basin_color(k) for k in range(m)]
         cmap = ListedColormap(colors)
         (x0, x1), (y0, y1) = (bm.a[0], bm.a[-1]), (bm.b[0], bm.b[-1])
         dx, dy = (x1 - x0) / max(len(bm.a) - 1, 1), (y1 - y0) / max(len(bm.b) - 1, 1)
-        ax.imshow(bm.labels + 2, origin="lower", cmap=cmap, vmin=-0.5, vmax=m + 1.5, interpolation="nearest",
+        ax.imshow(codes + 3, origin="lower", cmap=cmap, vmin=-0.5, vmax=m + 2.5, interpolation="nearest",
                   extent=(x0 - dx / 2, x1 + dx / 2, y0 - dy / 2, y1 + dy / 2), aspect="auto")
         plane = bm.minima[:, [int(np.argmax(bm.directions[0])), int(np.argmax(bm.directions[1]))]]
+        box = ((bm.a[0], bm.a[-1]), (bm.b[0], bm.b[-1]))
         for k, xy in enumerate(plane):
-            style = _POINT_STYLE["global" if k == 0 else "minimum"]
-            ax.plot(*xy, ls="none", marker=style["marker"], ms=style["ms"], color=BASIN_COLORS[k % len(BASIN_COLORS)],
+            if on_edge(xy, box):
+                continue
+            style = POINT_STYLE["global" if k == 0 else "minimum"]
+            ax.plot(*xy, ls="none", marker=style["marker"], ms=style["ms"], color=basin_color(k),
                     mec="#202020", mew=1.4, zorder=6)
         saddles = [p for p in pts if p.kind == "saddle"]
         if saddles:
             xy = np.array([p.theta for p in saddles])
-            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=6, **_POINT_STYLE["saddle"])
+            ax.plot(xy[:, 0], xy[:, 1], ls="none", zorder=6, **POINT_STYLE["saddle"])
         shares = bm.shares
-        handles = [Patch(color=BASIN_COLORS[k % len(BASIN_COLORS)],
+        handles = [Patch(color=basin_color(k),
                          label=f"{'global' if k == 0 else 'local'} min ({bm.minima[k][0]:.2f}, {bm.minima[k][1]:.2f}), "
                                f"L={bm.minima_loss[k]:.3g}: {100 * shares[k]:.1f}%")
                    for k in range(m)]
-        for code in (-1, -2):
-            share = float(np.mean(bm.labels == code))
+        for code in (PLATEAU, -1, -2):
+            share = float(np.mean(codes == code))
             if share >= 0.0005:
-                handles.append(Patch(color=_NO_MIN[code][0], label=f"{_NO_MIN[code][1]}: {100 * share:.1f}%"))
+                label = _NO_MIN[code][1].replace("Σy²", f"Σy² = {level:.3g}") if code == PLATEAU else _NO_MIN[code][1]
+                ends = bm.end_loss[(codes == code) & np.isfinite(bm.end_loss)]
+                if code == LEFT_BOX and level is not None and ends.size:
+                    label += f", median loss there {np.median(ends):.3g}"
+                handles.append(Patch(color=_NO_MIN[code][0], label=f"{label}: {100 * share:.1f}%"))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, fontsize=9.5,
                   frameon=False)
-        ax.set_xlabel(bm.names[0])
-        ax.set_ylabel(bm.names[1])
+        ax.set_xlabel(axis_label(bm.names[0]))
+        ax.set_ylabel(axis_label(bm.names[1]))
         ax.set_title(title)
     if suptitle:
         fig.suptitle(suptitle)
@@ -487,18 +604,20 @@ def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Se
 @styled
 def hyper_figure(panels: Sequence[dict[str, Any]], *, suptitle: str = "", ylabel: str = "final loss",
                  ceiling: float = np.inf):
-    """Final loss against a hyperparameter, one panel each, repeats as spread.
+    """Final loss against a hyperparameter, one panel each on one shared y scale, repeats as spread.
 
     Each panel: ``values`` (V,), ``losses`` (V, R) over R repeats, ``xlabel``, ``title``,
-    ``log_x`` (and ``log_base``). The median is the line, the band spans the repeats'
-    min to max, dots are repeats. A loss that is not finite or above ``ceiling`` counts
-    as diverged: a red cross at the top marks a value where a repeat diverged.
+    ``log_x`` (and ``log_base``), and ``color`` (default: in turn from `PALETTE`). The
+    median is the line, the band spans the repeats' min to max, dots are repeats. A loss
+    that is not finite or above ``ceiling`` counts as diverged: a red cross at the top marks
+    a value where a repeat diverged.
     """
-    fig, axes = new_figure(len(panels), size=(WIDE[0], WIDE[1] + 0.5))
+    # one y scale for every panel, so a small effect looks small next to a large one
+    fig, axes = new_figure(len(panels), size=(WIDE[0], WIDE[1] + 0.5), sharey=True)
     for k, (ax, panel) in enumerate(zip(np.atleast_1d(axes), panels, strict=True)):
         values = np.asarray(panel["values"], float)
         losses = np.asarray(panel["losses"], float)
-        color = (PALETTE[0], PALETTE[1], PALETTE[2])[k % 3]
+        color = panel.get("color", PALETTE[k % len(PALETTE)])
         good = np.isfinite(losses) & (losses <= ceiling)
         kept = np.where(good, losses, np.nan)
         ok = np.any(good, axis=1)
