@@ -1372,6 +1372,27 @@ def _plot_sweep(frame, path: Path, texts) -> None:
         sweep_plots.heatmap_figure(frame, x=numbers[0], y=numbers[1]).savefig(heat, dpi=150, bbox_inches="tight")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; the default keeps the app on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+) -> None:
+    """Run the web playground and its JSON API (needs: pip install "gradfit[web]"); Ctrl-C stops it."""
+    try:
+        import uvicorn  # noqa: F401
+
+        import gradfit.web.app  # noqa: F401  (FastAPI and plotly)
+        from gradfit.web import serve as run_server
+    except ImportError as exc:
+        _fail(f"gradfit serve needs the web extra ({exc.name} is missing): pip install \"gradfit[web]\"")
+    _enable_compilation_cache()
+    out.print(Text(f"gradfit playground on http://{host}:{port}/ (Ctrl-C stops it)"))
+    try:
+        run_server(host, port)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 def main() -> None:
     """Entry point of the ``gradfit`` script."""
     app()

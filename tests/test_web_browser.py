@@ -1,0 +1,193 @@
+"""The playground in a real browser: Playwright driving Debian's chromium against a real server.
+
+Screenshots at 800 and 1400 px wide go to tests/artifacts/ (gitignored; CI keeps them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradfit as gf
+
+pytest.importorskip("fastapi", reason="the web app needs: pip install 'gradfit[web]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
+from gradfit.web.app import running  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and shutil.which("chromium") is None,
+                                reason="needs Debian's chromium: apt-get install -y chromium")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
+                                     args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_playground(browser, server, width, path="/"):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.goto(server + path)
+    page.wait_for_selector("body[data-ready='yes']", timeout=20_000)
+    return page, problems
+
+
+def click_surface(page, fx, fy):
+    """Click the contour at fractions (fx, fy) of its plotting area, from the bottom left."""
+    box = page.locator("#surface .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + (1 - fy) * box["height"])
+
+
+def marker(page, run):
+    """(φ₀, φ₁) of run's marker, as the plotly figure in the page holds it, and its history row."""
+    return page.evaluate("""(name) => {
+        const t = document.getElementById('surface').data.find((t) => t.name === name);
+        return [t.x[0], t.y[0], t.meta.row];
+    }""", f"run {run} at step")
+
+
+def test_click_starts_a_fit_and_the_slider_shows_its_step(browser, server):
+    page, problems = open_playground(browser, server, 1400)
+    click_surface(page, 0.3, 0.25)
+    page.wait_for_selector("body[data-runs='1']", timeout=20_000)
+    start = page.evaluate("[document.getElementById('surface').data[1].x[0], "
+                          "document.getElementById('surface').data[1].y[0]]")
+    assert start == pytest.approx([-10 + 0.3 * 20, 2.5 + 0.25 * 20], abs=0.1)  # where the click was
+    expected = gf.fit(gf.gabor(8), gf.normal(), gf.gabor_data(0), gf.adam(lr=0.1), init=start, steps=1000)
+    rows = len(expected.history.params)
+    for k in (0, 7, rows // 2):
+        page.locator("#step").fill(str(k))
+        phi0, phi1, row = marker(page, 1)
+        assert row == k
+        assert [phi0, phi1] == pytest.approx(expected.history.params[k], rel=1e-9, abs=1e-12)
+        # the loss panel marks the same step
+        loss_mark = page.evaluate("document.getElementById('loss').data.find((t) => t.name === 'run 1 at step').y[0]")
+        assert loss_mark == pytest.approx(expected.history.loss[k], rel=1e-9)
+        # and the model panel draws the model at that step's parameters
+        xs, ys = page.evaluate("(() => { const t = document.getElementById('model').data[1]; return [t.x, t.y]; })()")
+        at_k = dict(zip(expected.param_names, expected.history.params[k], strict=True))
+        with jax.enable_x64(True):  # the model in float64, as the fit ran it
+            drawn = np.asarray(gf.gabor(8)(jnp.asarray(xs), {n: jnp.asarray(v) for n, v in at_k.items()}))
+        assert ys == pytest.approx(drawn, rel=1e-9, abs=1e-12)
+
+    # a second run keeps the first one's colour and adds its own
+    click_surface(page, 0.75, 0.8)
+    page.wait_for_selector("body[data-runs='2']", timeout=20_000)
+    second = page.evaluate("[document.getElementById('surface').data[3].x[0], "
+                           "document.getElementById('surface').data[3].y[0]]")
+    page.locator("#step").fill("0")
+    assert marker(page, 2)[:2] == pytest.approx(second)
+    assert second == pytest.approx([-10 + 0.75 * 20, 2.5 + 0.8 * 20], abs=0.1)  # where the click was
+    colours = page.evaluate("""document.getElementById('surface').data.filter((t) => t.mode === 'lines')
+                               .map((t) => t.line.color)""")
+    assert colours == ["#E69F00", "#56B4E9"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#step").fill("12")
+    page.mouse.move(1, 1)  # no tooltip left over the figure
+    page.screenshot(path=ARTIFACTS / "playground-1400.png", full_page=True)
+    assert problems == []
+
+
+def test_narrow_window_and_other_problems(browser, server):
+    page, problems = open_playground(browser, server, 800)
+    page.select_option("#problem", "gabor32")
+    page.wait_for_function("document.getElementById('surface').data[0].z.length > 0 && "
+                           "document.getElementById('model').data[0].y.length === 40")
+    page.select_option("#optimizer", "momentum")
+    page.fill("#lr", "0.02")
+    click_surface(page, 0.5, 0.5)
+    page.wait_for_selector("body[data-runs='1']", timeout=20_000)
+    status = page.evaluate("document.getElementById('runs').textContent")
+    assert "momentum" in status
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "playground-800.png", full_page=True)
+    # the page is as wide as the window: nothing overflows sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    assert problems == []
+
+
+def test_compare_runs_every_ticked_rule_from_one_start(browser, server):
+    page, problems = open_playground(browser, server, 1400, path="/compare")
+    click_surface(page, 0.6, 0.4)
+    page.wait_for_selector("body[data-runs='4']", timeout=30_000)
+    runs = page.evaluate("""document.getElementById('surface').data.filter((t) => t.mode === 'lines')
+                            .map((t) => [t.x[0], t.y[0], t.line.color])""")
+    starts = {(x, y) for x, y, _ in runs}
+    assert len(starts) == 1  # one start for all
+    assert len({c for *_, c in runs}) == 4  # a colour each
+    start = list(starts.pop())
+    k = 25
+    page.locator("#step").fill(str(k))
+    data = gf.gabor_data(0)
+    for run, rule in enumerate((gf.gd, gf.momentum, gf.nesterov, gf.adam), start=1):
+        expected = gf.fit(gf.gabor(8), gf.normal(), data, rule(lr=0.05), init=start, steps=1000)
+        row = min(k, len(expected.history.params) - 1)
+        assert marker(page, run)[:2] == pytest.approx(expected.history.params[row], rel=1e-9, abs=1e-12)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "compare-1400.png", full_page=True)
+    assert problems == []
+
+
+def test_learning_rate_page_draws_each_runs_final_loss(browser, server):
+    page, problems = open_playground(browser, server, 1400, path="/lr")
+    page.fill("#count", "6")
+    page.fill("#seeds", "2")
+    page.fill("#steps", "300")
+    page.click("#run")
+    page.wait_for_selector("body[data-rows='12']", timeout=30_000)
+    traces = page.evaluate("document.getElementById('sweep-plot').data.map((t) => [t.meta.seed, t.x, t.y])")
+    assert [seed for seed, *_ in traces] == [0, 1]
+    data = gf.gabor_data(0)
+    seed, rates, losses = traces[1]
+    for lr, loss in list(zip(rates, losses, strict=True))[:3]:
+        expected = gf.fit(gf.gabor(8), gf.normal(), data, gf.gd(lr), steps=300, tol=0, seed=seed)
+        assert loss == pytest.approx(expected.loss, rel=1e-9)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "lr-1400.png", full_page=True)
+    assert problems == []
+
+
+def test_poisson_problem_follows_the_regression_fit(browser, server):
+    page, problems = open_playground(browser, server, 1400)
+    page.select_option("#problem", "poisson")
+    page.wait_for_function("document.getElementById('model').data[0].y.length === 2000")
+    click_surface(page, 0.25, 0.9)
+    page.wait_for_selector("body[data-runs='1']", timeout=30_000)
+    start = page.evaluate("[document.getElementById('surface').data[1].x[0], "
+                          "document.getElementById('surface').data[1].y[0]]")
+    assert start == pytest.approx([1.0 + 0.25 * 2.0, -1.5 + 0.9 * 2.5], abs=0.05)
+    expected = gf.fit_glm(gf.pedestrian_data(0), None, "poisson", x=["hour_cos"], optimizer=gf.adam(lr=0.1),
+                          init=start, steps=1000, polish=True)
+    for k in (3, len(expected.history.params) - 1):
+        page.locator("#step").fill(str(k))
+        assert marker(page, 1)[:2] == pytest.approx(expected.history.params[k], rel=1e-9, abs=1e-12)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#step").fill("10")
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "poisson-1400.png", full_page=True)
+    assert problems == []
