@@ -26,7 +26,9 @@ TINY = lecture.QUICK.replace(
 )
 
 FIGURES = ("linear_fit", "linear_paths", "gabor_model", "gabor_surfaces", "gabor_paths_s8", "gabor_paths_s32",
-           "basins", "sgd_vs_gd", "momentum", "normalized_vs_adam", "hyperparameters")
+           "basins", "gabor_minima", "sgd_vs_gd", "sgd_gabor", "sgd_batches", "momentum", "momentum_gabor",
+           "nesterov_lookahead", "steep_rates", "normalized_example", "normalized_vs_adam", "adam_bias",
+           "hyperparameters", "poisson")
 
 
 class Sections(HTMLParser):

@@ -89,8 +89,9 @@ def test_parameter_axes_are_phi_in_mathtext(drawn):
             for label in (ax.get_xlabel(), ax.get_ylabel()):
                 assert not re.search(r"(?<!\\)phi\d", label), (name, label)
                 with_phi += bool(re.fullmatch(r"\$\\phi_\{\d\}\$", label))
-    # both axes of the six paths figures' contour panels, the two surfaces and the two basin maps
-    assert with_phi == 2 * (6 + 2 + 2)
+    # at least both axes of the six paths figures' contour panels, the two surfaces and the two
+    # basin maps; the figures drawn on the loss surface since add their own
+    assert with_phi >= 2 * (6 + 2 + 2)
 
 
 def test_inset_shares_the_main_panels_colour_scale(drawn):

@@ -21,7 +21,14 @@ One module per part of the lecture, each drawing through `gradfit.plots`:
 - `compare`: `compare` and `explore`, for a user's own model and data.
 """
 
-from .adam import normalized_figure, steep_quadratic
+from .adam import (
+    adam_bias_figure,
+    adam_moments,
+    normalized_example_figure,
+    normalized_figure,
+    steep_quadratic,
+    steep_rates_figure,
+)
 from .build import build
 from .compare import compare, explore
 from .figure import Built, Output
@@ -29,6 +36,7 @@ from .gabor import (
     GaborProblem,
     basin_maps,
     basins_figure,
+    gabor_minima_figure,
     gabor_model_figure,
     gabor_paths_figure,
     gabor_problem,
@@ -37,6 +45,7 @@ from .gabor import (
 from .hyper import hyper_figure
 from .linear import LinearProblem, linear_figures, linear_problem
 from .momentum import momentum_figure
+from .poisson import poisson_figure
 from .settings import FULL, GABOR_BOX, QUICK, Settings
 from .sgd import sgd_figure
 
@@ -45,4 +54,6 @@ __all__ = [
     "basins_figure", "build", "compare", "explore", "gabor_model_figure", "gabor_paths_figure", "gabor_problem",
     "gabor_surface_figure", "hyper_figure", "linear_figures", "linear_problem", "momentum_figure",
     "normalized_figure", "sgd_figure", "steep_quadratic",
+    "adam_bias_figure", "adam_moments", "gabor_minima_figure", "normalized_example_figure", "poisson_figure",
+    "steep_rates_figure",
 ]

@@ -2,7 +2,8 @@
 Draws `gabor_model` (the model for a few parameter settings), `gabor_surfaces` (the loss for both s
 with every critical point), `gabor_paths_s8` / `gabor_paths_s32` (gradient descent reaching the
 global minimum, caught in a local minimum, stalling at a saddle point) and `basins` (the basins of
-attraction of gradient descent, and the plateau L = Σy² where the model is ≈ 0)."""
+attraction of gradient descent, and the plateau L = Σy² where the model is ≈ 0) and `gabor_minima`
+(the model over the data at each minimum, the book's Figure 6.3b–f)."""
 
 from __future__ import annotations
 
@@ -241,7 +242,7 @@ def gabor_paths_figure(s: Settings, p: GaborProblem, bm: ls.BasinMap, folder: Pa
     settings = {"optimizer": gd(p.lr).describe(), "steps": steps, "starts": [fmt_point(x) for x in starts],
                 "saddle start": how + (f": {fmt_point(picked[1][3].theta)}, reached after {picked[1][2]} steps"
                                        if picked is not None else ": none found in the box")}
-    section = rp.Section(f"2c. Gradient-descent paths, s = {p.s:g}", "", (image,), settings, (table,),
+    section = rp.Section(f"2d. Gradient-descent paths, s = {p.s:g}", "", (image,), settings, (table,),
                          anchor=f"gabor-paths-s{p.s:g}")
     return Built((name,), section, {"fits": fits, "labels": labels})
 
@@ -286,3 +287,62 @@ def basins_figure(s: Settings, problems: Sequence[GaborProblem], maps: Sequence[
                                    "step is under 0.5% of the box; ends within 1% of the box are one minimum"}
     return Built(("basins",), rp.Section("3. Basins of attraction", text, (image,), settings, tuple(tables),
                                          anchor="basins"), {"maps": list(maps)})
+
+
+def interior_minima(p: GaborProblem) -> list[ls.CriticalPoint]:
+    """The minima of ``p`` off the box's edge (one on the edge is the box's, not the loss's), lowest loss first."""
+    from ..plots import on_edge
+
+    return sorted((q for q in p.minima if not on_edge(q.theta, GABOR_BOX)), key=lambda q: q.value)
+
+
+def gabor_minima_figure(s: Settings, problems: Sequence[GaborProblem], folder: Path, columns: int = 4) -> Built:
+    """`gabor_minima` (the book's Figure 6.3b–f): the model over the data at every minimum, lowest loss first.
+
+    One panel per minimum of each s off the box's edge; the global one is starred and framed.
+    """
+    from .. import plots
+
+    minima = [interior_minima(p) for p in problems]
+    rows = [-(-max(len(m), 1) // columns) for m in minima]
+    fig, axes = plots.new_figure(ncols=columns, nrows=sum(rows), size=(15, 3.3 * sum(rows) + 0.6), sharey=True)
+    axes = np.asarray(axes).reshape(sum(rows), columns)
+    top = 0
+    for p, found, n_rows in zip(problems, minima, rows, strict=True):
+        x = grid_x(p.data, pad=0.0)
+        for k in range(n_rows * columns):
+            ax = axes[top + k // columns, k % columns]
+            if k >= len(found):
+                ax.set_axis_off()
+                continue
+            q = found[k]
+            ax.plot(p.data.x, p.data.y, "o", ms=4.5, color="#404040", label="data")
+            ax.plot(x, curve_of(p.model, x, q.theta), color=plots.OKABE_ITO["blue"], lw=2.6,
+                    label=f"model at minimum {k + 1}")
+            which = "★ global minimum" if k == 0 else f"local minimum {k + 1}"
+            ax.set_title(f"s = {p.s:g}: {which}\nφ = {fmt_point(q.theta)}, L = {q.value:.4g}", fontsize=11.5)
+            if k == 0:
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color("#c9a100")
+                    spine.set_linewidth(2.5)
+            ax.grid(True, alpha=0.3)
+            if k % columns == 0:
+                ax.set_ylabel("$y$")
+            ax.set_xlabel("$x$")
+        top += n_rows
+    fig.suptitle("The Gabor model at each minimum of its loss, ordered by loss")
+    panels = sum(ax.axison for ax in fig.axes)
+    counts = ", ".join(f"{len(m)} for s = {p.s:g}" for p, m in zip(problems, minima, strict=True))
+    image = save_figure(fig, folder, "gabor_minima", f"The model's curve at every minimum found in the box ({counts}), "
+                        "lowest loss first. Only the global minimum "
+                        "(starred) follows the data; at a local minimum the wave is shifted or stretched so that it "
+                        "matches part of the data and misses the rest, and gradient descent cannot leave it.")
+    rows_table = tuple((f"s = {p.s:g}", "global" if k == 0 else f"local {k + 1}", *q.theta, q.value)
+                       for p, found in zip(problems, minima, strict=True) for k, q in enumerate(found))
+    table = rp.Table(("model", "minimum", "phi0", "phi1", "loss"), rows_table, "The minima, lowest loss first")
+    settings = {"minima": f"Newton's method from {s.critical_grid} × {s.critical_grid} starts in {GABOR_BOX}, "
+                          "minima on the box's edge left out"}
+    section = rp.Section("2c. The model at each minimum", "", (image,), settings, (table,),
+                         anchor="gabor-surface-minima")
+    return Built(("gabor_minima",), section, {"minima": minima, "panels": panels})

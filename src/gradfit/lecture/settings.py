@@ -42,11 +42,33 @@ class Settings:
     decay_factor: float = 0.5
     decay_epochs: int = 20
     beta: float = 0.9
+    # 4b-c. SGD on the Gabor loss (s = the first of `scales`): one start in a local minimum's basin,
+    # SGD from it under several seeds (the first that escapes is drawn), and its first batches
+    sgd_gabor_start: tuple[float, float] = (4.5, 16.0)
+    sgd_gabor_lr: float = 1.0  # summed over 5 of 40 points: about α = 0.125 in full-batch terms
+    sgd_gabor_batch: int = 5
+    sgd_gabor_epochs: int = 40
+    sgd_gabor_seeds: int = 8
+    sgd_batches_shown: int = 3  # mini-batches drawn beside the full-data surface
+    sgd_batches_resolution: int = 120
+    # 5b. gradient descent, momentum and Nesterov on the Gabor loss (s = the first of `scales`)
+    momentum_gabor_start: tuple[float, float] = (3.0, 12.0)
+    momentum_gabor_steps: int = 150
+    # 5c. one step of momentum against one of Nesterov, on the line data, after a few momentum steps
+    lookahead_lr: float = 0.04
+    lookahead_steps: int = 3
     # 6. normalised gradients against Adam
     quad_scales: tuple[float, float] = (1.0, 25.0)
     quad_start: tuple[float, float] = (-2.95, 1.73)
     quad_lr: float = 0.1
     quad_steps: int = 150
+    steep_lrs: tuple[float, float] = (0.01, 0.0405)  # gradient descent on it: under 1/b crawls, just over 1/b diverges
+    steep_steps: int = 40
+    bias_steps: int = 30  # Adam steps whose moments `adam_bias` draws
+    # 8. the Poisson exercise
+    poisson_n: int = 2000
+    poisson_lr: float = 0.05
+    poisson_steps: int = 300  # Adam's steps drawn beside Newton's on the loss curve; 0: none
     # 7. hyperparameters
     hyper_lrs: tuple[float, ...] = tuple(float(v) for v in np.geomspace(1e-3, 0.3, 11))
     hyper_batches: tuple[int, ...] = (1, 2, 4, 5, 10, 20)
@@ -71,4 +93,6 @@ QUICK = Settings(
     resolution=90, critical_grid=20, path_steps=800, basin_resolution=120, basin_steps=400, sgd_epochs=60,
     hyper_lrs=tuple(float(v) for v in np.geomspace(1e-3, 0.3, 6)), hyper_batches=(1, 4, 10, 20),
     hyper_betas=(0.0, 0.5, 0.9, 0.99), hyper_seeds=3, hyper_epochs=30,
+    steep_lrs=(0.01, 0.0405), steep_steps=40, bias_steps=30, poisson_n=2000, poisson_lr=0.05,
+    poisson_steps=0,
 )
