@@ -187,7 +187,8 @@ def _plane_surface(fn, a, b, origin, directions, labels, kind, settings) -> Surf
     return Surface(a, b, loss, origin, directions, labels, kind, settings)
 
 
-def _index(model: Model, name: str) -> int:
+def param_index(model: Model, name: str) -> int:
+    """Where parameter ``name`` sits in the model's flat vector; an unknown name is an error listing the names."""
     try:
         return model.flat_names.index(name)
     except ValueError:
@@ -212,7 +213,7 @@ def surface(
     the others (default: the model's own start).
     """
     model = fn.model
-    i, j = (_index(model, name) for name in params)
+    i, j = (param_index(model, name) for name in params)
     if i == j:
         raise GradfitError(f"a surface needs two different parameters, not {params[0]!r} twice")
     held = model.default_init() if at is None else _flat(model, at)
@@ -564,7 +565,7 @@ def basins(
     """
     from .fitting import fit
 
-    i, j = (_index(model, name) for name in params)
+    i, j = (param_index(model, name) for name in params)
     held = model.default_init() if at is None else _flat(model, at)
     origin = held.copy()
     origin[[i, j]] = 0.0

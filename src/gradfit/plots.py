@@ -114,6 +114,11 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None 
     return fig, axes
 
 
+def style():
+    """A context in which matplotlib draws in the gradfit style."""
+    return _mpl().rc_context(STYLE)
+
+
 def styled(fn):
     """Run a drawing function under the gradfit style."""
 
@@ -425,6 +430,52 @@ def paths_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Seq
     fig.legend(handles=paths, loc="outside lower left", ncols=1, fontsize=11, frameon=False)
     fig.legend(handles=markers + list(seen.values()), labels=[m.get_label() for m in markers] + list(seen),
                loc="outside lower right", ncols=2, fontsize=10.5, frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+@styled
+def path_panels_figure(surface, runs: Sequence[Trace], *, title: str = "", points: Sequence = (),
+                       xlabel: str = "step", floor: float | None = None, panel_titles: Sequence[str] | None = None,
+                       per_row: int = 4):
+    """Small multiples: each trajectory on its own copy of the loss contours, and every loss curve on one
+    panel at the right, so paths that share a valley cannot hide each other.
+
+    Up to ``per_row`` contour panels a row; ``panel_titles`` default to the runs' labels.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    n = len(runs)
+    cols, rows = min(n, per_row), -(-n // per_row)
+    fig = Figure(figsize=(4.2 * cols + 4.6, 4.3 * rows + 1.2), layout="constrained")
+    grid = fig.add_gridspec(rows, cols + 1, width_ratios=(1,) * cols + (1.15,))
+    titles = panel_titles or [run.label for run in runs]
+    for k, run in enumerate(runs):
+        ax = fig.add_subplot(grid[k // cols, k % cols])
+        draw_surface(ax, surface, colorbar=False)
+        draw_critical_points(ax, points, surface)
+        draw_path(ax, surface.project(run.result.history.params), label=run.label, color=run.color,
+                  marks=run.marks, mark_label=run.mark_label, style=run.style)
+        ax.set_title(titles[k], fontsize=12, color=run.color if run.color != "#000000" else None)
+        if k % cols:
+            ax.set_ylabel("")
+        if k // cols < rows - 1 and k + cols < n:
+            ax.set_xlabel("")
+    right = fig.add_subplot(grid[:, cols])
+    curves = [(run.label, run.x if run.x is not None else run.result.history.step, run.result.history.loss, run.color,
+               run.style) for run in runs]
+    draw_loss_curves(right, curves, xlabel=xlabel, floor=floor)
+    right.set_title("full-data loss")
+    paths = [Line2D([], [], color=run.color, lw=2.6, ls=run.style, label=run.label) for run in runs]
+    markers = [Line2D([], [], ls="none", marker="o", ms=10, mfc="none", mec="#404040", mew=2.2, label="start"),
+               Line2D([], [], ls="none", marker="s", ms=8, color="#404040", label="end")]
+    kinds = {getattr(p, "kind", None) for p in points}
+    markers += [Line2D([], [], ls="none", **POINT_STYLE[k]) for k in ("global", "minimum", "saddle")
+                if (k == "global" and "minimum" in kinds) or k in kinds]
+    fig.legend(handles=paths + markers, loc="outside lower center", ncols=min(4, len(paths) + len(markers)),
+               fontsize=10.5, frameon=False)
     if title:
         fig.suptitle(title)
     return fig

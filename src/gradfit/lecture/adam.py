@@ -62,7 +62,15 @@ def normalized_figure(s: Settings, folder: Path) -> Built:
     table = rp.fits_table(fits, labels, caption="Final parameters and losses (the minimum is φ = (0, 0), L = 0)")
     settings = {"loss": f"L = {a:g} φ₀² + {b:g} φ₁²", "start": s.quad_start, "steps": s.quad_steps,
                 "optimizers": [o.describe() for o in opts]}
-    section = rp.Section("6b. Normalised gradients against Adam", "", (image,), settings, (table,), anchor="normalized")
+    text = ("Two fixes for a loss that is steep in one direction and shallow in another. Normalised gradients "
+            "divide each coordinate of the gradient by its own size, so every coordinate moves by α per step "
+            "whatever its slope. Adam does the same with running averages: m of the gradients and v of their "
+            "squares, step α m̃ / (√ṽ + ε). What to see: both head straight for the minimum where gradient descent "
+            "would zig-zag. Near it, normalised gradients cannot take a step smaller than α, so they bounce back "
+            "and forth at a fixed distance (the flat band of the loss curve). Adam's averaged gradients cancel as "
+            f"the sign flips, so its steps shrink and its loss keeps falling (to {float(fits[1].loss):.2g} after "
+            f"{s.quad_steps} steps, against {float(fits[0].loss):.2g}).")
+    section = rp.Section("Normalised gradients against Adam", text, (image,), settings, (table,), anchor="normalized")
     return Built(("normalized_vs_adam",), section, {"fits": fits, "labels": labels})
 
 
@@ -107,7 +115,12 @@ def steep_rates_figure(s: Settings, folder: Path) -> Built:
     table = rp.fits_table(fits, labels, caption="Final parameters and losses (the minimum is φ = (0, 0), L = 0)")
     settings = {"loss": f"L = {a:g} φ₀² + {b:g} φ₁²", "start": s.quad_start, "steps": s.steep_steps,
                 "optimizers": [gd(lr).describe() for lr in s.steep_lrs]}
-    section = rp.Section("6. Gradient descent on a steep quadratic: no good learning rate", "", (image,), settings,
+    text = (f"The slide's reason for Adam, on L = {a:g}·φ₀² + {b:g}·φ₁²: the loss is {b / a:g} times steeper along "
+            "φ₁ than along φ₀. What to see: a learning rate small enough for the steep direction barely moves the "
+            "shallow one, and one large enough for the shallow direction makes the steep one overshoot further at "
+            "every step until it diverges. Gradient descent has one α for every direction, so no choice of it is "
+            "good for both.")
+    section = rp.Section("Gradient descent on a steep quadratic: no good learning rate", text, (image,), settings,
                          (table,), anchor="normalized-steep")
     return Built(("steep_rates",), section, {"fits": fits})
 
@@ -185,7 +198,11 @@ def adam_bias_figure(s: Settings, folder: Path) -> Built:
                         "the gradients from the first step.")
     settings = {"optimizer": opt.describe(), "loss": f"L = {a:g} φ₀² + {b:g} φ₁²", "start": s.quad_start,
                 "steps": s.bias_steps, "moments": "read from the optimiser's optax state, fed the fit's gradients"}
-    section = rp.Section("6c. Adam's bias correction", "", (image,), settings, anchor="normalized-bias")
+    text = ("Adam's running averages start at zero, so for the first steps they are too small: after one step "
+            "m = (1 − β) g. What to see: the raw moments (dashed) climb slowly from zero, while the corrected "
+            "ones, m̃ = m / (1 − βᵗ) and ṽ = v / (1 − γᵗ) (solid), are right from the first step; the two "
+            "agree once βᵗ and γᵗ are near zero. Without the correction Adam's first steps would be the wrong size.")
+    section = rp.Section("Adam's bias correction", text, (image,), settings, anchor="normalized-bias")
     results = {"fit": run, "grads": grads, "m": m, "v": v, "m_hat": m_hat, "v_hat": v_hat, "updates": updates,
                "beta": beta, "gamma": gamma}
     return Built(("adam_bias",), section, results)
@@ -247,6 +264,10 @@ def normalized_example_figure(s: Settings, folder: Path) -> Built:
     table = rp.Table(("parameter", "g", "v = g²", "m / (√v + ε)"),
                      tuple((f"phi{j}", m[j], v[j], direction[j]) for j in k), "The worked example")
     settings = {"optimizer": opt.describe(), "gradient": list(EXAMPLE_GRADIENT), "steps": "one, from φ = 0"}
-    section = rp.Section("6a. Normalised gradients: the worked example", "", (image,), settings, (table,),
+    text = ("The slides' worked example, computed by gradfit's own optimiser: a gradient g = [3, −2, 5] divided "
+            "coordinate by coordinate by its own size √(g²) gives the direction [1, −1, 1]. What to see: every "
+            "coordinate moves by the same amount α, whatever the size of its slope; only the sign of the slope "
+            "survives.")
+    section = rp.Section("Normalised gradients: the worked example", text, (image,), settings, (table,),
                          anchor="normalized-example")
     return Built(("normalized_example",), section, {"gradient": grad, "direction": direction, "eps": eps})

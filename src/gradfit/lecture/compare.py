@@ -67,9 +67,16 @@ def compare(
     per_epoch = -(-len(data) // batch_size) if batch_size else None
     runs = [dataclasses.replace(trace, x=(trace.result.history.step / per_epoch) if per_epoch else None)
             for trace in plots.traces(results, labels)]
-    fig = plots.paths_figure(surf, runs, points=points, xlabel="epoch" if per_epoch else "step",
-                             title=f"{model.describe()} on {data.name}: optimisers compared")
-    image = save_figure(fig, folder, "compare", "Paths over the loss (left) and the full-data loss per step (right).")
+    title = f"{model.describe()} on {data.name}: optimisers compared"
+    xlabel = "epoch" if per_epoch else "step"
+    if len(runs) > 1:  # one contour each: paths that share a valley would hide each other on one
+        fig = plots.path_panels_figure(surf, runs, points=points, xlabel=xlabel, title=title)
+        caption = ("Each optimiser's path on its own copy of the loss contours, from the same start (ring) to its end "
+                   "(square), and every full-data loss curve together at the right.")
+    else:
+        fig = plots.paths_figure(surf, runs, points=points, xlabel=xlabel, title=title)
+        caption = "The path over the loss (left) and the full-data loss per step (right)."
+    image = save_figure(fig, folder, "compare", caption)
     table = rp.fits_table(results, labels, caption="Final parameters, loss, steps and time", time=True)
     settings = {"model": model.describe(), "loss": results[0].objective,
                 "data": f"{data.name} ({len(data)} examples)", "start": fmt_point(results[0].history.params[0]),
@@ -104,7 +111,7 @@ def _surface_for(fn: ls.LossFunction, results: Sequence[FitResult], box, resolut
     if params is None and model.size == 2:
         params = tuple(model.flat_names)
     if params is not None:
-        idx = [ls._index(model, name) for name in params]
+        idx = [ls.param_index(model, name) for name in params]
         if box is None:
             if model.name == "gabor" and tuple(params) == ("phi0", "phi1"):
                 box = GABOR_BOX

@@ -58,6 +58,12 @@ def box_around(points: np.ndarray, margin: float = 0.15, min_half: float = 0.5):
     return tuple((float(c - h), float(c + h)) for c, h in zip(centre, half, strict=True))
 
 
+def first_below(loss, level: float) -> int | None:
+    """The first record whose loss is at or below ``level``, or None when none is."""
+    below = np.flatnonzero(np.asarray(loss) <= level)
+    return int(below[0]) if len(below) else None
+
+
 def fmt_point(theta) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in np.ravel(theta)) + ")"
 

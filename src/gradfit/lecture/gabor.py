@@ -69,7 +69,12 @@ def gabor_model_figure(s: Settings, problems: Sequence[GaborProblem], folder: Pa
     image = save_figure(fig, folder, "gabor_model",
                         "The Gabor model for a few parameter settings, over the built-in data.")
     settings = {"data": f"gabor_data(seed={s.seed}, n={s.gabor_n}, s) for each s", "φ shown": list(shown)}
-    return Built(("gabor_model",), rp.Section("2a. The Gabor model", "", (image,), settings, anchor="gabor-model"))
+    text = ("The Gabor model is a sine wave under a bell: φ₀ shifts it along x and φ₁ stretches it. The data were "
+            "made from one setting of φ with noise added. What to see: small changes of φ slide or squeeze the "
+            "wave so that it matches some of the points and misses others, which is why its loss (next figure) has "
+            "many valleys, not one. A larger s widens the bell, so more of the wave counts and there are more ways "
+            "to fit part of the data.")
+    return Built(("gabor_model",), rp.Section("The Gabor model", text, (image,), settings, anchor="gabor-model"))
 
 
 def _points_table(p: GaborProblem) -> rp.Table:
@@ -88,7 +93,14 @@ def gabor_surface_figure(s: Settings, problems: Sequence[GaborProblem], folder: 
                         "found by Newton's method and classified by the Hessian's eigenvalues.")
     settings = {"box": GABOR_BOX, "surface": f"{s.resolution} × {s.resolution}",
                 "critical points": f"Newton's method from {s.critical_grid} × {s.critical_grid} starts"}
-    return Built(("gabor_surfaces",), rp.Section("2b. The Gabor loss surface", "", (image,), settings,
+    counts = "; ".join(f"s = {p.s:g}: {len(p.minima)} minima and {len(p.saddles)} saddle points" for p in problems)
+    text = ("The least-squares loss of the Gabor model over the book's box of (φ₀, φ₁), with every point where the "
+            "gradient vanishes, found by Newton's method from a grid of starts and named by the signs of the "
+            f"Hessian's eigenvalues ({counts}). What to see: one deep narrow valley holds the global minimum (the "
+            "star); the other minima are shallower valleys where gradient descent can stop, and saddle points sit on "
+            "the ridges between valleys. The loss is not convex, so where gradient descent ends depends on where it "
+            "starts.")
+    return Built(("gabor_surfaces",), rp.Section("The Gabor loss surface", text, (image,), settings,
                                                  tuple(_points_table(p) for p in problems), anchor="gabor-surface"))
 
 
@@ -242,7 +254,16 @@ def gabor_paths_figure(s: Settings, p: GaborProblem, bm: ls.BasinMap, folder: Pa
     settings = {"optimizer": gd(p.lr).describe(), "steps": steps, "starts": [fmt_point(x) for x in starts],
                 "saddle start": how + (f": {fmt_point(picked[1][3].theta)}, reached after {picked[1][2]} steps"
                                        if picked is not None else ": none found in the box")}
-    section = rp.Section(f"2d. Gradient-descent paths, s = {p.s:g}", "", (image,), settings, (table,),
+    ends = "; ".join(f"{k + 1}. {lab}, ending at loss {float(r.loss):.3g}"
+                     for k, (r, lab) in enumerate(zip(fits, labels, strict=True)))
+    text = (f"The same gradient descent (α = {p.lr:g}) from different starts on the Gabor loss with s = {p.s:g}: "
+            f"{ends}. What to see: the outcome is decided by the start, not by the optimiser. A start in the global "
+            "minimum's valley slides down to the best fit. A start beside a shallower valley ends in it, and however "
+            "long it runs its loss stays above the global minimum's, because the gradient there is zero. A start "
+            "that runs along a ridge into a saddle point stops moving for a while: its loss curve sits flat at the "
+            "saddle's loss, then drops when the path slides off down one side. Gradient descent alone cannot tell "
+            "these three endings apart; only the loss value does.")
+    section = rp.Section(f"Gradient-descent paths, s = {p.s:g}", text, (image,), settings, (table,),
                          anchor=f"gabor-paths-s{p.s:g}")
     return Built((name,), section, {"fits": fits, "labels": labels})
 
@@ -266,7 +287,11 @@ def basins_figure(s: Settings, problems: Sequence[GaborProblem], maps: Sequence[
                         "grey where it is still moving elsewhere or has left the box.")
     shares = [float(np.mean(plots.basin_codes(bm, level) == plots.PLATEAU)) for bm, level in zip(maps, plateaus,
                                                                                                     strict=True)]
-    text = ("Where |z| = |φ₀ + 0.06 φ₁ x| is large for every x, sin(z)·exp(−z²/s) ≈ 0 and the loss is flat at "
+    text = ("Every start on a grid over the box, coloured by where gradient descent from it ends: the region of "
+            "starts that reach one minimum is that minimum's basin of attraction. What to see: the global minimum's "
+            "basin is only a part of the box, so a random start often ends in a worse fit; with s = 32 the loss "
+            "has more minima and the box splits into more basins.\n\n"
+            "Where |z| = |φ₀ + 0.06 φ₁ x| is large for every x, sin(z)·exp(−z²/s) ≈ 0 and the loss is flat at "
             "L = Σy², the loss of predicting 0. Gradient descent there barely moves, and starts that leave the "
             "box mostly slide down towards that plateau, not to a better minimum: the legend gives their median "
             "loss where they end, to set against Σy². " + ". ".join(
@@ -285,7 +310,7 @@ def basins_figure(s: Settings, problems: Sequence[GaborProblem], maps: Sequence[
                 "steps": s.basin_steps, "optimizers": [gd(p.lr).describe() for p in problems],
                 "minimum reached": "ends inside the box where the Hessian is positive definite and the Newton "
                                    "step is under 0.5% of the box; ends within 1% of the box are one minimum"}
-    return Built(("basins",), rp.Section("3. Basins of attraction", text, (image,), settings, tuple(tables),
+    return Built(("basins",), rp.Section("Basins of attraction", text, (image,), settings, tuple(tables),
                                          anchor="basins"), {"maps": list(maps)})
 
 
@@ -343,6 +368,10 @@ def gabor_minima_figure(s: Settings, problems: Sequence[GaborProblem], folder: P
     table = rp.Table(("model", "minimum", "phi0", "phi1", "loss"), rows_table, "The minima, lowest loss first")
     settings = {"minima": f"Newton's method from {s.critical_grid} × {s.critical_grid} starts in {GABOR_BOX}, "
                           "minima on the box's edge left out"}
-    section = rp.Section("2c. The model at each minimum", "", (image,), settings, (table,),
+    text = ("What a local minimum means for the fit: each panel draws the model at one minimum of the loss over the "
+            "data. What to see: only the global minimum's curve follows all the points. At every other minimum the "
+            "wave is shifted or stretched so that it fits some points and misses the rest, and any small change of "
+            "φ from there makes the fit worse, which is why gradient descent stays.")
+    section = rp.Section("The model at each minimum", text, (image,), settings, (table,),
                          anchor="gabor-surface-minima")
     return Built(("gabor_minima",), section, {"minima": minima, "panels": panels})

@@ -19,7 +19,7 @@ from ..losses import normal
 from ..models import Model, linear
 from ..optimizers import gd
 from ..result import FitResult
-from .figure import Built, box_around, curve_of, fmt_point, grid_x, save_figure
+from .figure import Built, box_around, curve_of, first_below, fmt_point, grid_x, save_figure
 from .settings import Settings
 
 
@@ -67,9 +67,18 @@ def linear_figures(s: Settings, p: LinearProblem, folder: Path) -> Built:
                 "loss": "least squares (sum)", "start": s.linear_start, "fixed step": f"α={s.linear_lr:g}, "
                 f"{s.linear_steps} steps", "line search": f"book's search on [0, 1], {s.line_search_steps} steps",
                 "surface": f"{s.resolution} × {s.resolution}"}
-    section = rp.Section("1. Linear regression", "Gradient descent on the least-squares loss of a line, with a fixed "
-                         "step and with the book's line search.", images, settings, (table, exact_table),
-                         anchor="linear")
+    reach = [first_below(np.asarray(r.history.loss) - p.floor, 1e-6) for r in (fixed, searched)]
+    took = [f"{k} steps" if k is not None else f"more than {n} steps"
+            for k, n in zip(reach, (s.linear_steps, s.line_search_steps), strict=True)]
+    text = ("The loss of a line, L[φ] = Σ (φ₀ + φ₁xᵢ − yᵢ)², is a bowl with one minimum, which the normal "
+            "equations give exactly (the star). Gradient descent walks down it from the same start in two ways. "
+            f"\n\nWhat to see: with a fixed step α = {s.linear_lr:g} the path zig-zags across the valley, because "
+            "the bowl is steep across and shallow along it: a step that crosses the floor quickly overshoots it. "
+            "The line search chooses each step's length by trying points along the downhill direction, so it turns "
+            f"at right angles and gets within 10⁻⁶ of the least loss in {took[1]}, against {took[0]} for the fixed "
+            "step. The lines drawn after 1, 3 and 10 fixed steps swing towards the data; every method ends on the "
+            "closed-form line.")
+    section = rp.Section("Linear regression", text, images, settings, (table, exact_table), anchor="linear")
     return Built(("linear_fit", "linear_paths"), section, {"fixed": fixed, "line_search": searched, "exact": exact})
 
 

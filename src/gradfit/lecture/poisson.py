@@ -108,6 +108,13 @@ def poisson_figure(s: Settings, folder: Path) -> Built:
                 "fit": "fit_glm(..., 'poisson'): damped Newton in standardised columns",
                 "loss curve": f"{opt.describe()}, {s.poisson_steps} steps, standardised columns" if run is not None
                 else "Newton's steps only (poisson_steps = 0)"}
-    section = rp.Section("8. The Poisson exercise: pedestrian counts", "", (image,), settings, (table,),
+    text = ("The lecture's exercise: design a loss for counts. Counts are whole numbers ≥ 0, so a normal "
+            "likelihood (which allows negative and fractional values) is the wrong choice; the Poisson distribution "
+            "is the natural one, with a rate λ > 0 that the model must predict. Predicting log λ = xᵀφ keeps λ "
+            "positive, and the negative log-likelihood gives the loss L = Σ λᵢ − yᵢ log λᵢ. What to see: the "
+            "fitted rate follows the counts through the day, with a peak at each rush hour and a different level "
+            "for each neighbourhood; the loss is convex, so Newton's method reaches its single minimum in a few "
+            "steps, and gradient methods approach the same value.")
+    section = rp.Section("The Poisson exercise: pedestrian counts", text, (image,), settings, (table,),
                          anchor="poisson")
     return Built(("poisson",), section, {"glm": result, "adam": run, "beta": beta, "data": data})

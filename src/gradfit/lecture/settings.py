@@ -69,8 +69,9 @@ class Settings:
     poisson_n: int = 2000
     poisson_lr: float = 0.05
     poisson_steps: int = 300  # Adam's steps drawn beside Newton's on the loss curve; 0: none
-    # 7. hyperparameters
-    hyper_lrs: tuple[float, ...] = tuple(float(v) for v in np.geomspace(1e-3, 0.3, 11))
+    # 7. hyperparameters: the loss is the batch's mean, so α means the same step at every batch size
+    hyper_lr: float = 0.05  # α of the batch-size and β panels
+    hyper_lrs: tuple[float, ...] = tuple(float(v) for v in np.geomspace(4e-3, 1.2, 11))
     hyper_batches: tuple[int, ...] = (1, 2, 4, 5, 10, 20)
     hyper_betas: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
     hyper_seeds: int = 5
@@ -91,7 +92,7 @@ class Settings:
 FULL = Settings()
 QUICK = Settings(
     resolution=90, critical_grid=20, path_steps=800, basin_resolution=120, basin_steps=400, sgd_epochs=60,
-    hyper_lrs=tuple(float(v) for v in np.geomspace(1e-3, 0.3, 6)), hyper_batches=(1, 4, 10, 20),
+    hyper_lrs=tuple(float(v) for v in np.geomspace(4e-3, 1.2, 6)), hyper_batches=(1, 4, 10, 20),
     hyper_betas=(0.0, 0.5, 0.9, 0.99), hyper_seeds=3, hyper_epochs=30,
     steep_lrs=(0.01, 0.0405), steep_steps=40, bias_steps=30, poisson_n=2000, poisson_lr=0.05,
     poisson_steps=0,

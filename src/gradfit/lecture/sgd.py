@@ -13,8 +13,7 @@ import numpy as np
 
 from .. import landscape as ls
 from .. import report as rp
-from ..batches import epoch_batches
-from ..data import Dataset
+from ..data import Dataset, epoch_batches
 from ..fitting import fit
 from ..losses import normal
 from ..optimizers import gd, sgd
@@ -60,7 +59,15 @@ def sgd_figure(s: Settings, p: LinearProblem, folder: Path) -> Built:
                 "epochs": s.sgd_epochs, "batch size": s.batch_size, "batches per epoch": per_epoch,
                 "seed (batch order)": s.seed, "schedule": schedule.describe()}
     table = rp.fits_table([full, plain, decayed], labels, caption="Final parameters and losses")
-    section = rp.Section("4. SGD against full-batch gradient descent", "", (image,), settings, (table,), anchor="sgd")
+    ends = [float(r.loss) - p.floor for r in (full, plain, decayed)]
+    text = ("Stochastic gradient descent steps on the gradient of a random mini-batch instead of the whole data "
+            f"set: {per_epoch} cheap, noisy steps an epoch where gradient descent takes one exact step. What to "
+            "see: early on, SGD's path follows the full gradient's direction and its loss per epoch falls faster. "
+            "Near the minimum the batches disagree, so with a constant α SGD keeps jumping about at a noise "
+            f"floor (final excess loss {ends[1]:.2g}), while gradient descent keeps improving (final {ends[0]:.2g}). "
+            f"Halving α every {s.decay_epochs} epochs shrinks the jumps, and the scheduled run ends lower "
+            f"({ends[2]:.2g}) than the constant one.")
+    section = rp.Section("SGD against full-batch gradient descent", text, (image,), settings, (table,), anchor="sgd")
     return Built(("sgd_vs_gd",), section, {"fits": [full, plain, decayed], "labels": labels})
 
 
@@ -125,7 +132,11 @@ def sgd_gabor_figure(s: Settings, p: GaborProblem, g: GaborSGD, folder: Path) ->
                 "seeds tried": f"{s.seed}..{s.seed + s.sgd_gabor_seeds - 1}", "schedule": g.schedule.describe(),
                 "gradient descent": gd(p.lr).describe()}
     table = rp.fits_table([g.full, chosen], labels, caption="Final parameters and losses")
-    section = rp.Section(f"4b. SGD escapes a local minimum of the Gabor loss, s = {p.s:g}", "", (image,), settings,
+    text = ("Noise can help on a non-convex loss. From a start in a local minimum's basin, gradient descent "
+            "slides into that minimum and stays. What to see: SGD from the same start follows each batch's own "
+            "loss, whose valleys are in slightly different places, so the local minimum is not a resting point for "
+            "it; the noisy steps can carry it over the ridge into the global minimum's valley, where it settles.")
+    section = rp.Section(f"SGD escapes a local minimum of the Gabor loss, s = {p.s:g}", text, (image,), settings,
                          (table,), anchor="sgd-gabor")
     return Built(("sgd_gabor",), section, {"fits": [g.full, chosen], "labels": labels, "escaped": g.escaped,
                                            "seeds": s.sgd_gabor_seeds})
@@ -174,7 +185,7 @@ def sgd_batches_figure(s: Settings, p: GaborProblem, g: GaborSGD, folder: Path) 
                                                                     mutation_scale=20, shrinkA=0, shrinkB=0))
 
     lowest_drawn = False
-    with plots._mpl().rc_context(plots.STYLE):
+    with plots.style():
         fig, axes = plots.new_figure(len(surfaces), size=(4.1 * len(surfaces), 5.6))
         for k, (ax, surf, title) in enumerate(zip(axes, surfaces, titles, strict=True)):
             plots.draw_surface(ax, surf, colorbar=False)
@@ -215,6 +226,10 @@ def sgd_batches_figure(s: Settings, p: GaborProblem, g: GaborSGD, folder: Path) 
                 "surface": f"{s.sgd_batches_resolution} × {s.sgd_batches_resolution}",
                 "batches": f"epoch {b['epoch']} of seed {s.seed + g.picked}, batch size {s.sgd_gabor_batch}",
                 "rows of each batch": [", ".join(map(str, r)) for r in b["rows"]]}
-    section = rp.Section(f"4c. Mini-batch loss surfaces, s = {p.s:g}", "", (image,), settings, anchor="sgd-batches")
+    text = ("Why SGD's steps are noisy: each mini-batch has its own loss surface, the same sum of squares over "
+            "fewer points. What to see: the batches' surfaces resemble the full-data loss but their valleys and "
+            "minima are moved, and each SGD step goes downhill on its batch's surface, not on the full one. A "
+            "minimum of the full loss is generally not a minimum of a batch's loss.")
+    section = rp.Section(f"Mini-batch loss surfaces, s = {p.s:g}", text, (image,), settings, anchor="sgd-batches")
     return Built(("sgd_batches",), section, {"surfaces": surfaces, "rows": b["rows"], "start": start, "taken": taken,
                                              "own_ends": b["ends"], "gd_end": gd_end, "lr": b["lr"], "step": t})
