@@ -103,3 +103,38 @@ def longley():
         pytest.skip(f"statsmodels' Longley data cannot be read offline: {exc}")
     inputs = [c for c in data.columns if c != "TOTEMP"]
     return data[[*inputs, "TOTEMP"]]
+
+
+@pytest.fixture(scope="session")
+def tiny_lecture(tmp_path_factory):
+    """`gradfit lecture --quick` run once at toy sizes (test_lecture.TINY) through the CLI, keeping what it drew.
+
+    Returns (folder, CLI result, figures by name, [(figure, traces)] of each paths figure): the lecture's
+    tests share this one build instead of each making its own.
+    """
+    from typer.testing import CliRunner
+
+    from gradfit import lecture, plots
+    from gradfit.cli import app
+    from test_lecture import TINY
+
+    out = tmp_path_factory.mktemp("lecture")
+    figures, traced = {}, []
+    save, paths_figure = plots.save, plots.paths_figure
+
+    def keep(fig, folder, name):
+        figures[name] = fig
+        return save(fig, folder, name)
+
+    def keep_traces(surface, runs, **kwargs):
+        fig = paths_figure(surface, runs, **kwargs)
+        traced.append((fig, list(runs)))
+        return fig
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lecture, "QUICK", TINY)
+        mp.setattr(plots, "save", keep)
+        mp.setattr(plots, "paths_figure", keep_traces)
+        result = CliRunner().invoke(app, ["lecture", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result, figures, traced

@@ -73,12 +73,8 @@ def assert_row_is(row, result):
 
 
 @pytest.fixture(scope="module")
-def lecture_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lecture")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(lecture, "QUICK", TINY)
-        result = runner.invoke(app, ["lecture", "--quick", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+def lecture_out(tiny_lecture):
+    out, result, _, _ = tiny_lecture
     return out, result
 
 

@@ -20,25 +20,10 @@ from test_lecture import TINY
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory):
+def drawn(tiny_lecture):
     """Every figure `build` draws at toy sizes (name -> Figure), the traces each paths figure got, the folder."""
-    figures, traced = {}, []
-    save, paths_figure = plots.save, plots.paths_figure
-
-    def keep(fig, folder, name):
-        figures[name] = fig
-        return save(fig, folder, name)
-
-    def keep_traces(surface, runs, **kwargs):
-        fig = paths_figure(surface, runs, **kwargs)
-        traced.append((fig, list(runs)))
-        return fig
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "save", keep)
-        mp.setattr(plots, "paths_figure", keep_traces)
-        out = lecture.build(tmp_path_factory.mktemp("drawn"), TINY)
-    return figures, traced, out.folder
+    out, _, figures, traced = tiny_lecture
+    return figures, traced, out
 
 
 def test_the_palette_is_okabe_ito_with_one_colour_per_optimiser():
@@ -190,8 +175,8 @@ def test_the_sgd_text_quotes_the_fits_it_draws(drawn):
     assert f"noise floor (final excess loss {float(plain.loss) - floor:.2g})" in html
 
 
-def test_hyperparameters_use_the_batch_mean_so_alpha_is_one_step_size(tmp_path):
-    s = TINY.replace(hyper_batches=(2, 10), hyper_seeds=1)
+def test_hyperparameters_use_the_batch_mean_so_alpha_is_one_step_size(tmp_path, drawn):
+    s = TINY  # the sizes `drawn` compiled already
     built = lecture.hyper_figure(s, lecture.linear_problem(s), tmp_path)
     data = gf.linear_data(s.seed, s.linear_n)
     floor = lecture.linear_problem(s).floor / len(data)
