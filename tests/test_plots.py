@@ -71,11 +71,12 @@ def parse(html: str) -> Page:
 
 
 def assert_self_contained(html: str):
-    """No external resource: images are data URIs, no scripts, styles or frames are fetched."""
+    """No external resource: images are data URIs, scripts inline; no script, style or frame is fetched."""
     page = parse(html)
     assert html.lstrip().startswith("<!DOCTYPE html>")
     for tag, attrs in page.tags:
-        assert tag not in ("script", "link", "iframe", "object", "embed"), tag
+        assert tag not in ("link", "iframe", "object", "embed"), tag
+        assert tag != "script" or "src" not in dict(attrs), "a script is inline, never fetched"
         for key in ("src", "href", "data"):
             value = attrs.get(key) or ""
             if key == "href" and value.startswith("#"):

@@ -17,7 +17,11 @@ One module per part of the lecture, each drawing through `gradfit.plots`:
 - `momentum`: 4. momentum and Nesterov against SGD;
 - `adam`: 5. normalised gradients against Adam on a steep quadratic;
 - `hyper`: 6. final loss against learning rate, batch size and momentum;
-- `build`: the whole lecture and its HTML report;
+- `poisson`: 7. the Poisson exercise on pedestrian counts;
+- `equations`: each part's update rules, drawn by matplotlib's mathtext as inline SVG;
+- `viewers`: the report's interactive viewers (a step slider along a path, sliders over
+  precomputed learning rates and momenta), plotly figures of precomputed fits;
+- `build`: the whole lecture, its outline of seven parts, and its HTML report;
 - `compare`: `compare` and `explore`, for a user's own model and data.
 """
 
@@ -48,6 +52,7 @@ from .momentum import momentum_figure
 from .poisson import poisson_figure
 from .settings import FULL, GABOR_BOX, QUICK, Settings
 from .sgd import sgd_figure
+from .viewers import lecture_viewers, step_viewer, sweep_viewer
 
 __all__ = [
     "FULL", "GABOR_BOX", "QUICK", "Built", "GaborProblem", "LinearProblem", "Output", "Settings", "basin_maps",
@@ -56,4 +61,5 @@ __all__ = [
     "normalized_figure", "sgd_figure", "steep_quadratic",
     "adam_bias_figure", "adam_moments", "gabor_minima_figure", "normalized_example_figure", "poisson_figure",
     "steep_rates_figure",
+    "lecture_viewers", "step_viewer", "sweep_viewer",
 ]
