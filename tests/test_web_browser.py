@@ -1,4 +1,5 @@
-"""The playground in a real browser: Playwright driving Debian's chromium against a real server.
+"""The pages in a real browser: Playwright driving Debian's chromium against a real server
+(one server and one browser for the module).
 
 Screenshots at 800 and 1400 px wide go to tests/artifacts/ (gitignored; CI keeps them).
 """
@@ -14,9 +15,12 @@ import numpy as np
 import pytest
 
 import gradfit as gf
+from gradfit import landscape as ls
+from gradfit.models import linear_for
 
 pytest.importorskip("fastapi", reason="the web app needs: pip install 'gradfit[web]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
+from gradfit.web import api  # noqa: E402
 from gradfit.web.app import running  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -190,4 +194,75 @@ def test_poisson_problem_follows_the_regression_fit(browser, server):
     page.locator("#step").fill("10")
     page.mouse.move(1, 1)
     page.screenshot(path=ARTIFACTS / "poisson-1400.png", full_page=True)
+    assert problems == []
+
+
+def test_an_uploaded_csv_is_fitted_as_gradfit_fits_its_arrays(browser, server, tmp_path):
+    data = gf.linear_data(4)
+    rows = "\n".join(f"{float(a)!r},{float(b)!r}" for a, b in zip(data.x.ravel(), data.y, strict=True))
+    (tmp_path / "doses.csv").write_text(f"dose,response\n{rows}\n")
+    (tmp_path / "bad.csv").write_text("dose,response\n1,2\nten,3\n")
+    page, problems = open_playground(browser, server, 1400)
+    page.set_input_files("#csv", tmp_path / "bad.csv")
+    page.wait_for_function("document.getElementById('message').textContent.includes('not numeric')")
+    assert "line 3" in page.locator("#message").text_content()
+    page.set_input_files("#csv", tmp_path / "doses.csv")
+    page.wait_for_selector("body[data-upload]", state="attached", timeout=20_000)
+    assert page.locator("#problem").input_value() == "upload-linear"
+    assert page.locator("#x-column").input_value() == "dose"
+    click_surface(page, 0.3, 0.7)
+    page.wait_for_selector("body[data-runs='1']", timeout=20_000)
+    start = page.evaluate("[document.getElementById('surface').data[1].x[0], "
+                          "document.getElementById('surface').data[1].y[0]]")
+    uploaded = gf.Dataset(data.x.ravel(), data.y, x_names=("dose",), y_name="response")
+    expected = gf.fit(linear_for(uploaded), gf.normal(), uploaded, gf.adam(lr=0.1), init=start, steps=1000)
+    for k in (0, 9, len(expected.history.params) - 1):
+        page.locator("#step").fill(str(k))
+        assert marker(page, 1)[:2] == pytest.approx(expected.history.params[k], rel=1e-9, abs=1e-12)
+    drawn = page.evaluate("document.getElementById('model').data[0].x")
+    assert drawn == pytest.approx(data.x.ravel().tolist())  # the uploaded points are the data drawn
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#step").fill("15")
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "upload-1400.png", full_page=True)
+    assert [p for p in problems if "422" not in p] == []  # the bad file's answer is the only complaint
+
+
+def test_a_click_on_a_basin_shows_the_minimum_gradient_descent_reaches(browser, server):
+    page, problems = open_playground(browser, server, 1400, path="/basins")
+    box = page.locator("#basins .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + 0.53 * box["width"], box["y"] + 0.3 * box["height"])
+    page.wait_for_selector("body[data-picks='1']", state="attached", timeout=30_000)
+    picked = page.evaluate("({...document.getElementById('picked').dataset})")
+    label, i, j = int(picked["label"]), int(picked["i"]), int(picked["j"])
+    shown = page.evaluate("document.getElementById('basins').data.find((t) => t.name === 'minima')")
+    minimum = [shown["x"][label], shown["y"][label]]
+    # gradient descent from the map's start, as the library runs it, and the minimum it settles in
+    data, rate = gf.gabor_data(0, s=8), api.BASIN_RATES[8.0]
+    box = api.BOXES["gabor"]
+    start = [box[0][0] + i * (box[0][1] - box[0][0]) / 59, box[1][0] + j * (box[1][1] - box[1][0]) / 59]
+    expected = gf.fit(gf.gabor(8), gf.normal(), data, gf.gd(rate), init=start, steps=api.BASIN_STEPS, tol=0)
+    fn = ls.LossFunction(gf.gabor(8), gf.normal(), data)
+    minima = [p.theta for p in ls.critical_points(fn.scalar, box) if p.kind == "minimum"]
+    reached = min(minima, key=lambda m: np.linalg.norm(m - expected.x))
+    assert np.max(np.abs(reached - expected.x)) < 0.05  # it did settle there
+    assert minimum == pytest.approx(reached, abs=1e-6)
+    # the model drawn is the model at that minimum
+    xs, ys = page.evaluate("(() => { const t = document.getElementById('model').data[1]; return [t.x, t.y]; })()")
+    with jax.enable_x64(True):
+        curve = np.asarray(gf.gabor(8)(jnp.asarray(xs), {"phi0": jnp.asarray(minimum[0]),
+                                                         "phi1": jnp.asarray(minimum[1])}))
+    assert ys == pytest.approx(curve, rel=1e-9, abs=1e-12)
+    # and the path drawn is gradient descent's from the start
+    path = page.evaluate("""(() => { const t = document.getElementById('basins').data.find((t) => t.name === 'path');
+                            return [t.x, t.y]; })()""")
+    assert np.transpose(path) == pytest.approx(np.asarray(expected.history.params), rel=1e-9, abs=1e-12)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "basins-1400.png", full_page=True)
+    page.set_viewport_size({"width": 800, "height": 1000})
+    # the plots follow the window (plotly's resize is debounced): nothing overflows sideways
+    page.wait_for_function("document.documentElement.scrollWidth <= 800", timeout=5_000)
+    page.mouse.move(1, 1)
+    page.screenshot(path=ARTIFACTS / "basins-800.png", full_page=True)
     assert problems == []

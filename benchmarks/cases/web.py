@@ -8,7 +8,11 @@ warmed by its own start-up task and the harness's untimed calls); a real HTTP cl
   from a start, the JSON answer read and parsed: what the page waits for between a click
   and drawing the path;
 - ``page_load``: ``GET /`` and everything the page then fetches (style sheet, script,
-  plotly.js, the loss surface);
+  plotly.js gzipped, as a browser asks for it, and the loss surface): the server's side of a
+  first visit; the browser's parsing of plotly.js (most of a first visit, see docs/web.md)
+  is not in it;
+- ``basins``: ``GET /api/basins`` of the Basins page's default map, kept by the server
+  after its first computation (which the untimed warm-up pays);
 - ``in_process``: the same fit by ``gradfit.fit`` in this process (with its standard
   errors, as the API returns them), for what the server adds.
 
@@ -30,8 +34,13 @@ import numpy as np
 from ..harness import Agreement, Case, Problem, Run, Target, Tool
 
 START = [-3.0, 5.0]
-ASSETS = ("/", "/static/style.css", "/static/playground.js", "/vendor/plotly.min.js",
-          "/api/surface?model=gabor&scale=8")
+BASINS = "/api/basins?scale=8&resolution=60"
+
+
+def _assets() -> tuple[str, ...]:
+    from gradfit.web.app import plotly_url
+
+    return ("/", "/static/style.css", "/static/playground.js", plotly_url(), "/api/surface?model=gabor&scale=8")
 
 
 def _server() -> str:
@@ -46,7 +55,7 @@ def _server() -> str:
 def _get(address, path: str, body: bytes | None = None) -> bytes:
     connection = http.client.HTTPConnection(*address, timeout=60)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {"Content-Type": "application/json"} if body is not None else {"Accept-Encoding": "gzip"}
         connection.request("POST" if body is not None else "GET", path, body=body, headers=headers)
         response = connection.getresponse()
         payload = response.read()
@@ -77,12 +86,22 @@ def build(p: dict[str, Any]) -> Problem:
         return run
 
     def page() -> Run:
-        where = address()
+        where, assets = address(), _assets()
 
         def run() -> np.ndarray:
-            for path in ASSETS:
+            for path in assets:
                 _get(where, path)
             return np.zeros(0)
+
+        return run
+
+    def basins() -> Run:
+        where = address()
+        _get(where, BASINS)  # the first map is computed here, untimed
+
+        def run() -> np.ndarray:
+            json.loads(_get(where, BASINS))
+            return np.zeros(0)  # not the baseline's parameters: nothing to compare
 
         return run
 
@@ -103,7 +122,8 @@ def build(p: dict[str, Any]) -> Problem:
     return Problem(
         tools=[
             Tool("click_to_path", f"POST /api/fit, {p['steps']} Gabor Adam steps, JSON parsed", click),
-            Tool("page_load", "GET / and its assets (plotly.js 4.8 MB, the loss surface)", page),
+            Tool("page_load", "GET / and its assets (plotly.js 4.8 MB, 1.5 MB gzipped; the loss surface)", page),
+            Tool("basins", "GET /api/basins, the Basins page's 60² map (kept after the first)", basins),
             Tool("in_process", f"gradfit.fit + infer of the same {p['steps']} steps in this process", direct,
                  jax=True),
             Tool("budget", "a 200 ms wait: the issue's budget for click → path", budget),

@@ -100,19 +100,16 @@ def _separator(text):
 
 
 def _builtin_for(model: str, loss: str) -> str:
-    if loss == "poisson":
-        return "pedestrians"
-    return "linear" if model == "linear" else "gabor"
+    from gradfit.defaults import builtin_for
+
+    return builtin_for(model, loss)
 
 
 def _model_name(model, data, builtin, loss, design=False):
-    """--model, or its default: linear for a file (it takes any number of columns), a design with
-    --categorical / --offset, and the built-in linear and pedestrians sets; else gabor."""
-    if model is not None:
-        return model
-    if data is not None or design:
-        return "linear"
-    return "gabor" if (builtin or _builtin_for("gabor", loss)) == "gabor" else "linear"
+    """--model, or its default (`gradfit.defaults.model_for`)."""
+    from gradfit.defaults import model_for
+
+    return model_for(model, loss, has_file=data is not None, builtin=builtin, design=design)
 
 
 def _at_least(low, **values):
@@ -221,9 +218,10 @@ def fit(
         on_cluster = workers is not None or scheduler is not None
         design = categorical is not None or offset is not None or on_cluster
         model = _model_name(model, data, builtin, loss, design)
-        # least squares of a linear model or a formula is a curve fit: Levenberg-Marquardt to the optimum
-        curve_fit = loss == "normal" and not design and (model == "linear" or _is_formula(model))
-        optimizer = optimizer or ("lm" if curve_fit and not stream else "adam")
+        if optimizer is None:
+            from gradfit.defaults import optimizer_for
+
+            optimizer = optimizer_for(model, loss, formula=_is_formula(model), design=design, stream=stream)
         if design and model != "linear":
             raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
                                f"--model linear, not --model {model}")

@@ -7,8 +7,8 @@
 - `gradfit.web.app`: the ASGI app (FastAPI): routes, limits, the thread pool that runs fits,
   the compile warmed at start-up, and the static page with its scripts.
 
-FastAPI, uvicorn and plotly come with ``pip install "gradfit[web]"``; ``import gradfit``
-does not import them.
+FastAPI and uvicorn come with ``pip install "gradfit[web]"`` (plotly, whose plotly.js the
+pages load, is a dependency of gradfit itself); ``import gradfit`` imports none of them.
 """
 
 from __future__ import annotations

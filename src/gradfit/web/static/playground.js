@@ -1,7 +1,9 @@
 // The playground: a loss surface to click, the fits started there, and a step slider.
 // Every fit is POST /api/fit (the JSON of `gradfit fit --json`); nothing is computed here
-// but the model's curve at one step, from the formula the server's model uses.
+// but the model's curve at one step, from the formula the server's model uses. The data is
+// built in, or a CSV uploaded by POST /api/data and then named by its id.
 "use strict";
+performance.mark("gradfit:plotly"); // deferred scripts run in order: plotly.js has just been evaluated
 
 // Okabe-Ito, colour-blind safe; yellow last, as it is faint on a pale surface.
 const COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442"];
@@ -17,11 +19,18 @@ const PROBLEMS = {
   // the counts against one feature of the hour, fitted as a regression model (gradfit fit --x hour_cos)
   poisson: { model: "poisson", scale: 8, fit: { model: "linear", loss: "poisson", builtin: "pedestrians", x: "hour_cos" } },
 };
+// The same models on an uploaded CSV's x and y columns (a Poisson fit is a regression model).
+const UPLOADED = {
+  "upload-linear": { model: "linear", scale: 8, fit: { model: "linear" } },
+  "upload-gabor8": { model: "gabor", scale: 8, fit: { model: "gabor" } },
+  "upload-gabor32": { model: "gabor", scale: 32, fit: { model: "gabor" } },
+  "upload-poisson": { model: "poisson", scale: 8, fit: { model: "linear", loss: "poisson" } },
+};
 const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 const AXIS = { zeroline: false, automargin: true };
 
 const $ = (id) => document.getElementById(id);
-const state = { problem: null, surface: null, runs: [], step: 0, playing: false };
+const state = { problem: null, surface: null, runs: [], step: 0, playing: false, upload: null };
 
 function say(text) { $("message").textContent = text || ""; }
 
@@ -151,19 +160,37 @@ function listRuns() {
   }));
 }
 
+// The problem the select names; an uploaded one carries its data's id into every request.
+function chosenProblem() {
+  const value = $("problem").value;
+  if (!(value in UPLOADED)) return PROBLEMS[value];
+  const problem = UPLOADED[value];
+  return { ...problem, data: state.upload.id, fit: { ...problem.fit, data: state.upload.id } };
+}
+
+// A JSON answer as {ok, body}; the page's first request may already be on its way (page.html).
+function getJSON(url) {
+  const early = window.gradfitEarly;
+  if (early && early.url === url) { window.gradfitEarly = null; return early.answer; }
+  return fetch(url).then(async (r) => ({ ok: r.ok, body: await r.json() }));
+}
+
 async function loadSurface() {
-  state.problem = PROBLEMS[$("problem").value];
+  state.problem = chosenProblem();
   const query = new URLSearchParams({ model: state.problem.model, scale: state.problem.scale });
-  const response = await fetch(`/api/surface?${query}`);
-  const body = await response.json();
-  if (!response.ok) { say(body.detail); return; }
+  if (state.problem.data) query.set("data", state.problem.data);
+  const { ok, body } = await getJSON(`/api/surface?${query}`);
+  performance.mark("gradfit:data");
+  if (!ok) { say(body.detail); return; }
+  say("");
   // log10 L spreads the colours; a loss that is not positive everywhere (Poisson without its
   // log y! terms) is shifted by its least value on the grid first.
-  const least = Math.min(...body.loss.flat());
+  // (null: a loss too large for a number, left as a gap)
+  const least = Math.min(...body.loss.flat().filter((v) => v !== null));
   const shift = least > 0 ? 0 : 1 - least;
-  body.logLoss = body.loss.map((row) => row.map((v) => Math.log10(v + shift)));
+  body.logLoss = body.loss.map((row) => row.map((v) => (v === null ? null : Math.log10(v + shift))));
   body.zTitle = shift ? "log₁₀(L − L_min + 1)" : "log₁₀ L";
-  body.titles = body.model === "poisson" ? body.labels : ["φ₀", "φ₁"];
+  body.titles = body.labels[0] === "phi0" ? ["φ₀", "φ₁"] : body.labels; // named coefficients keep their names
   state.surface = body;
   state.runs = [];
   state.step = 0;
@@ -229,6 +256,34 @@ function clickedPoint(mouse) {
   return [round(x0 + fx * (x1 - x0)), round(y0 + fy * (y1 - y0))];
 }
 
+// Upload the chosen CSV with the chosen columns (the first and last by default), then fit on it.
+async function upload(columns) {
+  const file = $("csv").files[0];
+  if (!file) return;
+  const most = Number($("csv").dataset.maxBytes);
+  if (file.size > most) {
+    say(`${file.name} is ${(file.size / 1024).toFixed(0)} KiB; an upload may be at most ${most / 1024} KiB: `
+      + "upload a sample of the rows");
+    return;
+  }
+  say("reading the file…");
+  const query = new URLSearchParams({ name: file.name, ...columns });
+  const response = await fetch(`/api/data?${query}`, { method: "POST", headers: { "Content-Type": "text/csv" },
+    body: file });
+  const body = await response.json();
+  if (!response.ok) { say(body.detail); return; }
+  state.upload = body;
+  for (const [id, chosen] of [["x-column", body.x], ["y-column", body.y]]) {
+    $(id).replaceChildren(...body.columns.map((c) => new Option(c, c, c === chosen, c === chosen)));
+  }
+  $("columns").hidden = false;
+  $("upload-group").hidden = $("upload-group").disabled = false;
+  $("upload-group").label = `your CSV: ${body.name} (${body.rows} rows)`;
+  if (!($("problem").value in UPLOADED)) $("problem").value = "upload-linear";
+  await loadSurface();
+  document.body.dataset.upload = body.id; // lets a test wait for the upload
+}
+
 function fillVariants() {
   $("variant").replaceChildren(...VARIANTS[$("optimizer").value].map((v) => new Option(v, v)));
 }
@@ -257,10 +312,15 @@ function init() {
     $("optimizer").addEventListener("change", fillVariants);
   }
   $("problem").addEventListener("change", () => loadSurface());
+  $("csv").addEventListener("change", () => upload({}));
+  for (const id of ["x-column", "y-column"]) {
+    $(id).addEventListener("change", () => upload({ x: $("x-column").value, y: $("y-column").value }));
+  }
   $("clear").addEventListener("click", () => { state.runs = []; state.step = 0; listRuns(); drawAll(); });
   $("play").addEventListener("click", play);
   $("step").addEventListener("input", () => { state.step = Number($("step").value); drawAll(); });
   loadSurface().then(() => {
+    performance.mark("gradfit:drawn");
     $("surface").on("plotly_click", (event) => startFit(clickedPoint(event.event)));
     document.body.dataset.ready = "yes";
   });
