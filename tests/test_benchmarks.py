@@ -134,7 +134,12 @@ def test_measure_flags_tools_that_did_different_work():
     assert rows["base"]["per_step_s"] == rows["base"]["median_s"] / 10
 
 
-@pytest.mark.parametrize("name", [n for n in cases.names() if n != "gabor_adam"])
+#: Cases whose quick run takes over 5 s here (a cold process, files on disk, a Dask cluster): CI runs them.
+SLOW_CASES = ("coldstart", "stream", "sweep_cluster", "sweep", "web")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n
+                                  for n in cases.names() if n != "gabor_adam"])
 def test_every_case_runs_in_quick_mode(name, tmp_path):
     # each case at its own quick sizes, one round: the tools run and agree where they must
     code = run.main(["--quick", "--out", str(tmp_path), "--repeats", "1", "--case", name])

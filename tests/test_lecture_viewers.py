@@ -111,9 +111,9 @@ def test_every_equation_draws_as_inline_svg(name):
 
 def test_equations_draw_once_and_copies_get_their_own_ids():
     equations.svg("adam_step")
-    start = time.perf_counter()
+    drawn = equations._drawn.cache_info().misses
     one, two = equations.svg("adam_step", prefix="a-"), equations.svg("adam_step", prefix="b-")
-    assert time.perf_counter() - start < 0.05  # drawn once, cached
+    assert equations._drawn.cache_info().misses == drawn  # drawn once, cached
     ids = lambda s: set(re.findall(r'id="([^"]+)"', s))
     assert ids(one) and not ids(one) & ids(two)
     assert one.replace("eq-a-", "eq-b-") == two
@@ -220,7 +220,7 @@ def test_momentum_viewer_paths_are_momentum_at_each_beta(built):
 
 
 def test_viewer_data_are_compact_json(built):
-    _, _, made, seconds = built
+    _, _, made, _ = built
     for v in (v for vs in made.values() for v in vs):
         text = rp.viewer_json(v)
         spec = json.loads(text)
@@ -231,7 +231,6 @@ def test_viewer_data_are_compact_json(built):
         assert len(text) < 400_000
         contour = spec["traces"][0]
         assert len(contour["x"]) <= viewers.MAX_GRID and len(contour["y"]) <= viewers.MAX_GRID
-    assert seconds < 15  # cheap beside the lecture's minute (in the build: about a second)
 
 
 @pytest.mark.parametrize("n,most", [(1, 300), (61, 300), (801, 300), (1501, 300), (10, 3)])
