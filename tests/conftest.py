@@ -138,3 +138,15 @@ def tiny_lecture(tmp_path_factory):
         result = CliRunner().invoke(app, ["lecture", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result, figures, traced
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless chromium for every browser test (see tests/chromium.py)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
+    from chromium import ARGS, executable
+
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable(), args=ARGS)
+        yield chromium
+        chromium.close()

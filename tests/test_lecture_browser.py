@@ -5,31 +5,23 @@ tests/artifacts/ (gitignored; CI keeps them)."""
 from __future__ import annotations
 
 import importlib
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gradfit as gf
+from chromium import ARTIFACTS, needs_chromium
 from gradfit import lecture
 from gradfit import report as rp
 from gradfit.lecture import viewers
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
-pytest.importorskip("plotly", reason="the report's viewers need plotly: pip install 'gradfit[web]'")
+pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
 
 build = importlib.import_module("gradfit.lecture.build")
 
-CHROMIUM = Path("/usr/bin/chromium")
-# --disable-background-networking and friends: a page that needed the network would fail, not wait
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
 S = lecture.QUICK
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and shutil.which("chromium") is None,
-                                reason="needs Debian's chromium: apt-get install -y chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +38,6 @@ def page_path(tmp_path_factory):
                 for anchor, vs in made.items()]
     report = rp.Report("The lecture's viewers", "From file://.", parts=build.arrange(sections))
     return rp.write(report, tmp_path_factory.mktemp("lecture_browser") / "lecture.html")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                     args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module", params=[800, 1400])

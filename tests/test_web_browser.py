@@ -6,45 +6,28 @@ Screenshots at 800 and 1400 px wide go to tests/artifacts/ (gitignored; CI keeps
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gradfit as gf
+from chromium import ARTIFACTS, needs_chromium
 from gradfit import landscape as ls
 from gradfit.models import linear_for
 
 pytest.importorskip("fastapi", reason="the web app needs: pip install 'gradfit[web]'")
-sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
+pytest.importorskip("playwright.sync_api", reason="browser tests need: pip install playwright")
 from gradfit.web import api  # noqa: E402
 from gradfit.web.app import running  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and shutil.which("chromium") is None,
-                                reason="needs Debian's chromium: apt-get install -y chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server():
     with running() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-                                     args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_playground(browser, server, width, path="/"):
