@@ -67,3 +67,12 @@ def test_multifit_round_trip():
                   steps=10, tol=0)
     back = gf.MultiFit.from_json(many.to_json())
     assert len(back) == 2 and all(a == b for a, b in zip(back, many))
+
+
+def test_a_history_step_too_large_for_an_integer_is_a_gradfit_error():
+    """Found by the fuzz test: a step of 9.2e18 (a float past int64) overflowed inside numpy."""
+    data = gf.linear_data(0, 5)
+    d = gf.fit(gf.linear(), gf.normal(), data, gf.gd(0.01), steps=3, tol=0).to_dict()
+    d["history"]["step"] = 9.223372036854776e18
+    with pytest.raises(gf.GradfitError, match="not a gradfit fit result"):
+        gf.FitResult.from_dict(d)

@@ -308,7 +308,7 @@ class FitResult:
         """The inverse of `to_dict`; a dict that is not a fit result's gets a GradfitError naming what is missing."""
         try:
             return cls._from_dict(d)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             what = f"it lacks the key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
             raise GradfitError(f"this JSON is not a gradfit fit result ({what}); read a file written by "
                                "FitResult.to_json or gradfit fit --json") from None
