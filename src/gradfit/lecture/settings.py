@@ -91,7 +91,7 @@ class Settings:
 
 FULL = Settings()
 QUICK = Settings(
-    resolution=90, critical_grid=20, path_steps=800, basin_resolution=120, basin_steps=400, sgd_epochs=60,
+    resolution=90, critical_grid=20, path_steps=800, basin_resolution=100, basin_steps=400, sgd_epochs=60,
     hyper_lrs=tuple(float(v) for v in np.geomspace(4e-3, 1.2, 6)), hyper_batches=(1, 4, 10, 20),
     hyper_betas=(0.0, 0.5, 0.9, 0.99), hyper_seeds=3, hyper_epochs=30,
     steep_lrs=(0.01, 0.0405), steep_steps=40, bias_steps=30, poisson_n=2000, poisson_lr=0.05,
