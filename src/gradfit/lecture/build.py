@@ -9,7 +9,6 @@ can repeat; a section the outline does not name goes in a last part, never lost.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -173,20 +172,15 @@ def build(out: str | Path, settings: Settings | None = None, *, quick: bool = Fa
     parts.append(step("hyperparameters", hyper_figure, s, line, folder))
     parts.append(step("Poisson exercise", poisson_figure, s, folder))
 
-    if importlib.util.find_spec("plotly") is not None:
-        viewers = step("interactive viewers", lecture_viewers, s, line, problems[0])
-    else:
-        viewers = {}
-        say("interactive viewers left out: they embed plotly.js (pip install 'gradfit[web]')")
+    viewers = step("interactive viewers", lecture_viewers, s, line, problems[0])
     sections = [dataclasses.replace(b.section, viewers=b.section.viewers + viewers.get(b.section.anchor, ()))
                 for b in parts]
     elapsed = time.perf_counter() - t0
     report = rp.Report(
         "Fitting models by gradient descent: the lecture's figures",
         "Every figure of the lecture on fitting, made by gradfit from its own built-in data "
-        f"({'quick' if s == QUICK else 'full' if s == FULL else 'custom'} settings, {elapsed:.0f} s)."
-        + (" The sliders under some figures move through precomputed runs; the page needs no network."
-           if viewers else ""),
+        f"({'quick' if s == QUICK else 'full' if s == FULL else 'custom'} settings, {elapsed:.0f} s). The sliders "
+        "under some figures move through precomputed runs; the page needs no network.",
         footer=f"gradfit lecture; settings: {_settings_line(s)}.",
         parts=step("outline and formulas", arrange, sections, outline_for(s)),
     )
