@@ -21,6 +21,7 @@ import pytest
 
 import gradfit as gf
 from gradfit import landscape as ls
+from gradfit import plots
 from gradfit.models import linear_for
 
 pytest.importorskip("fastapi", reason="the web app needs: pip install 'gradfit[web]'")
@@ -432,7 +433,15 @@ def test_basins_are_the_librarys_map(server):
     expected = ls.basins(gf.gabor(8), gf.normal(), gf.gabor_data(0, s=8), gf.gd(api.BASIN_RATES[8.0]),
                          api.BOXES["gabor"], resolution=60, steps=api.BASIN_STEPS)
     assert answer["a"] == pytest.approx(expected.a.tolist()) and answer["b"] == pytest.approx(expected.b.tolist())
-    assert np.array_equal(np.asarray(answer["labels"]), expected.labels)
+    plateau = float(np.sum(gf.gabor_data(0, s=8).y ** 2))
+    codes = plots.basin_codes(expected, plateau)
+    assert answer["plateau"] == pytest.approx(plateau)
+    assert np.array_equal(np.asarray(answer["labels"]), codes)
+    assert (codes == plots.PLATEAU).any()  # s = 8: starts slide onto the plateau L = Σy²
+    for code, where in answer["nowhere"].items():
+        assert where["share"] == pytest.approx(np.mean(codes == int(code)))
+        assert where["color"] == plots.NO_MINIMUM[int(code)][0]
+    assert [m["color"] for m in answer["minima"]] == [plots.basin_color(k) for k in range(len(expected.minima))]
     found = np.array([[m["phi0"], m["phi1"]] for m in answer["minima"]])
     assert found == pytest.approx(expected.minima, rel=1e-9, abs=1e-12)
     assert [m["loss"] for m in answer["minima"]] == pytest.approx(expected.minima_loss.tolist(), rel=1e-12)

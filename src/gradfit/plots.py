@@ -569,7 +569,8 @@ def models_figure(panels: Sequence[tuple[str, Any, Sequence[tuple[str, np.ndarra
 
 #: The basin of the global minimum first: Okabe and Ito's colours, then the same paler.
 BASIN_COLORS = tuple(OKABE_ITO[k] for k in ("yellow", "sky blue", "vermillion", "green", "purple", "orange", "blue"))
-_NO_MIN = {-1: ("#d9d9d9", "still moving after the steps"), -2: ("#8c8c8c", "left the box"),
+#: The colour and meaning of each code of a start that reaches no minimum (see `basin_codes`).
+NO_MINIMUM = {-1: ("#d9d9d9", "still moving after the steps"), -2: ("#8c8c8c", "left the box"),
            -3: ("#f4e8d8", "on the plateau L ≈ Σy² (the model ≈ 0)")}
 PLATEAU, LEFT_BOX = -3, -2
 
@@ -611,7 +612,7 @@ def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Se
     for ax, bm, title, pts, level in zip(axes, maps, titles, point_sets, plateaus, strict=True):
         m = len(bm.minima)
         codes = basin_codes(bm, level)
-        colors = [_NO_MIN[c][0] for c in (-3, -2, -1)] + [basin_color(k) for k in range(m)]
+        colors = [NO_MINIMUM[c][0] for c in (-3, -2, -1)] + [basin_color(k) for k in range(m)]
         cmap = ListedColormap(colors)
         (x0, x1), (y0, y1) = (bm.a[0], bm.a[-1]), (bm.b[0], bm.b[-1])
         dx, dy = (x1 - x0) / max(len(bm.a) - 1, 1), (y1 - y0) / max(len(bm.b) - 1, 1)
@@ -637,11 +638,13 @@ def basins_figure(maps: Sequence, titles: Sequence[str], point_sets: Sequence[Se
         for code in (PLATEAU, -1, -2):
             share = float(np.mean(codes == code))
             if share >= 0.0005:
-                label = _NO_MIN[code][1].replace("Σy²", f"Σy² = {level:.3g}") if code == PLATEAU else _NO_MIN[code][1]
+                label = NO_MINIMUM[code][1]
+                if code == PLATEAU:
+                    label = label.replace("Σy²", f"Σy² = {level:.3g}")
                 ends = bm.end_loss[(codes == code) & np.isfinite(bm.end_loss)]
                 if code == LEFT_BOX and level is not None and ends.size:
                     label += f", median loss there {np.median(ends):.3g}"
-                handles.append(Patch(color=_NO_MIN[code][0], label=f"{label}: {100 * share:.1f}%"))
+                handles.append(Patch(color=NO_MINIMUM[code][0], label=f"{label}: {100 * share:.1f}%"))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=1, fontsize=9.5,
                   frameon=False)
         ax.set_xlabel(axis_label(bm.names[0]))

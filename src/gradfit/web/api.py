@@ -312,15 +312,25 @@ def basin_map(req: BasinsRequest):
 
 def basins_answer(req: BasinsRequest) -> dict:
     """The map as JSON: ``labels[j][i]`` of the start (``a[i]``, ``b[j]``): the index of the minimum it
-    reaches, -1 still moving (or diverged), -2 gone out of the box; each minimum, its loss and
-    share of the starts; the rule (``optimizer``, ``lr``, ``steps``) that ``POST /api/fit`` repeats."""
+    reaches, or the code of where it ends instead (`gradfit.plots.basin_codes`: -1 still moving, -2 out of
+    the box, -3 on the plateau L ≈ Σy² where the model is ≈ 0); each minimum, its loss, share and colour
+    (the lecture's); the rule (``optimizer``, ``lr``, ``steps``) that ``POST /api/fit`` repeats."""
+    import numpy as np
+
     import gradfit as gf
+    from gradfit import plots
 
     found = basin_map(req)
     data = gf.gabor_data(0, s=req.scale)
-    minima = [{"phi0": float(m[0]), "phi1": float(m[1]), "loss": float(loss), "share": float(share)}
-              for m, loss, share in zip(found.minima, found.minima_loss, found.shares, strict=True)]
+    plateau = float(np.sum(np.asarray(data.y) ** 2))
+    codes = plots.basin_codes(found, plateau)
+    minima = [{"phi0": float(m[0]), "phi1": float(m[1]), "loss": float(loss), "share": float(share),
+               "color": plots.basin_color(k)}
+              for k, (m, loss, share) in enumerate(zip(found.minima, found.minima_loss, found.shares, strict=True))]
+    nowhere = {str(code): {"color": color, "label": label.replace("Σy²", f"Σy² = {plateau:.3g}"),
+                           "share": float(np.mean(codes == code))}
+               for code, (color, label) in plots.NO_MINIMUM.items()}
     return {"scale": req.scale, "resolution": req.resolution, "optimizer": "gd", "lr": BASIN_RATES[req.scale],
-            "steps": BASIN_STEPS, "a": found.a.tolist(), "b": found.b.tolist(), "labels": found.labels.tolist(),
-            "minima": minima, "unsettled": found.unsettled, "left_box": found.left_box,
+            "steps": BASIN_STEPS, "a": found.a.tolist(), "b": found.b.tolist(), "labels": codes.tolist(),
+            "minima": minima, "nowhere": nowhere, "plateau": plateau,
             "data": {"x": data.x.ravel().tolist(), "y": data.y.tolist(), "x_label": "x", "y_label": "y"}}

@@ -3,8 +3,9 @@
 // descent from it (POST /api/fit, the map's own rule) and shows the minimum of its basin.
 "use strict";
 
-const COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#999933"];
-const NOWHERE = { "-2": ["#bdbdbd", "left the box"], "-1": ["#6e6e6e", "still moving"] };
+// Colours and meanings come with the map (the lecture's basins figure's): each minimum's, and those of
+// the codes of starts that reach none (-3 on the plateau, -2 out of the box, -1 still moving).
+const NOWHERE = ["-3", "-2", "-1"];
 const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 const AXIS = { zeroline: false, automargin: true };
 const $ = (id) => document.getElementById(id);
@@ -17,26 +18,26 @@ function gabor(phi, x, s) {
   return Math.sin(z) * Math.exp(-(z * z) / s);
 }
 
-// One colour band per label: -2, -1, then each minimum.
-function colourscale(count) {
-  const colours = [NOWHERE["-2"][0], NOWHERE["-1"][0], ...COLOURS.slice(0, count)];
+// One colour band per label: -3, -2, -1, then each minimum.
+function colourscale(map) {
+  const colours = [...NOWHERE.map((code) => map.nowhere[code].color), ...map.minima.map((m) => m.color)];
   const n = colours.length;
   return colours.flatMap((c, k) => [[k / n, c], [(k + 1) / n, c]]);
 }
 
 function describe(label) {
-  if (label < 0) return NOWHERE[String(label)][1];
+  if (label < 0) return state.map.nowhere[String(label)].label;
   const m = state.map.minima[label];
   return `minimum ${label + 1}: (${m.phi0.toFixed(2)}, ${m.phi1.toFixed(2)}), L = ${m.loss.toFixed(3)}`;
 }
 
 function mapTraces() {
   const map = state.map;
-  const z = map.labels.map((row) => row.map((k) => k + 2));
+  const z = map.labels.map((row) => row.map((k) => k + NOWHERE.length));
   const text = map.labels.map((row) => row.map(describe));
   const traces = [{
-    type: "heatmap", x: map.a, y: map.b, z, text, zmin: -0.5, zmax: map.minima.length + 1.5,
-    colorscale: colourscale(map.minima.length), showscale: false, name: "basins",
+    type: "heatmap", x: map.a, y: map.b, z, text, zmin: -0.5, zmax: map.minima.length + NOWHERE.length - 0.5,
+    colorscale: colourscale(map), showscale: false, name: "basins",
     hovertemplate: "start (%{x:.2f}, %{y:.2f})<br>%{text}<br>click: follow gradient descent<extra></extra>",
   }, {
     type: "scatter", mode: "markers+text", name: "minima", x: map.minima.map((m) => m.phi0),
@@ -70,7 +71,7 @@ function drawModel() {
   if (pick && pick.label >= 0) {
     const m = state.map.minima[pick.label];
     traces.push({ type: "scatter", mode: "lines", name: `minimum ${pick.label + 1}`, x: xs,
-      y: xs.map((x) => gabor(m, x, state.map.scale)), line: { color: COLOURS[pick.label % COLOURS.length], width: 3 } });
+      y: xs.map((x) => gabor(m, x, state.map.scale)), line: { color: m.color, width: 3 } });
   }
   const layout = { margin: { t: 30, r: 10, b: 40, l: 50 }, showlegend: false,
     title: { text: "the model at the basin's minimum", font: { size: 14 } },
@@ -87,7 +88,7 @@ function drawLoss() {
     if (pick.label >= 0) {
       const level = state.map.minima[pick.label].loss;
       traces.push({ type: "scatter", mode: "lines", name: "the minimum's loss", x: [h.step[0], h.step.at(-1)],
-        y: [level, level], line: { color: COLOURS[pick.label % COLOURS.length], dash: "dash", width: 2 } });
+        y: [level, level], line: { color: state.map.minima[pick.label].color, dash: "dash", width: 2 } });
     }
   }
   const layout = { margin: { t: 30, r: 10, b: 40, l: 60 }, showlegend: false,
@@ -102,8 +103,10 @@ function summarise() {
   const map = state.map;
   const pct = (v) => `${(100 * v).toFixed(0)}%`;
   $("summary").textContent = `gradient descent, α = ${map.lr}, ${map.steps} steps from each of ${map.a.length}² starts: `
-    + map.minima.map((m, k) => `${pct(m.share)} reach minimum ${k + 1}`).join(", ")
-    + `; ${pct(map.unsettled)} still moving (dark grey), ${pct(map.left_box)} leave the box (light grey).`;
+    + map.minima.map((m, k) => `${pct(m.share)} reach minimum ${k + 1}`).join(", ") + "; "
+    + NOWHERE.map((code) => `${pct(map.nowhere[code].share)} ${map.nowhere[code].label}`).join(", ") + ". "
+    + `Far from the data's wave the model is ≈ 0 and the loss is flat at Σy² = ${map.plateau.toPrecision(3)}: `
+    + "a start that ends there reached no minimum, only a level stretch of the loss.";
 }
 
 async function loadMap() {
