@@ -250,21 +250,21 @@ def create_app(*, warm: bool = True) -> FastAPI:
             return _bad(str(exc))
         return Response(text, media_type="application/json")
 
-    @app.get("/api/surface")
-    async def surface(request: Request):
+    async def from_query(request: Request, model, work):
+        """``work`` on the query read as ``model``; a bad query is a one-line 422."""
         try:
-            req = api.SurfaceRequest(**dict(request.query_params))
+            req = model(**dict(request.query_params))
         except ValidationError as exc:
             return _bad(_one_line(exc))
-        return await answer(surface_of, req)
+        return await answer(work, req)
+
+    @app.get("/api/surface")
+    async def surface(request: Request):
+        return await from_query(request, api.SurfaceRequest, surface_of)
 
     @app.get("/api/basins")
     async def basins(request: Request):
-        try:
-            req = api.BasinsRequest(**dict(request.query_params))
-        except ValidationError as exc:
-            return _bad(_one_line(exc))
-        return await answer(_basins, req)
+        return await from_query(request, api.BasinsRequest, _basins)
 
     @app.post("/api/sweep")
     async def sweep(request: Request):
