@@ -93,7 +93,7 @@ def sweep(model, loss, data, optimizer: str | Sequence[Any] = "adam", *,
     try:
         import pandas  # noqa: F401
     except ImportError:
-        raise GradfitError("sweeps return a pandas DataFrame: pip install 'gradfit[sweep]'") from None
+        raise GradfitError("sweeps return a pandas DataFrame, and pandas is missing: pip install pandas") from None
     from . import cluster
     from .runner import Problem, Tally, check_memory, groups_of, run_group
 
