@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -133,9 +132,7 @@ def test_the_parts_carry_their_update_rules():
 def built():
     line = lecture.linear_problem(S)
     problem = lecture.gabor_problem(S, S.scales[0], S.gabor_lr[0])
-    start = time.perf_counter()
-    made = viewers.lecture_viewers(S, line, problem)
-    return line, problem, made, time.perf_counter() - start
+    return line, problem, viewers.lecture_viewers(S, line, problem)
 
 
 def by_id(made, id):
@@ -152,14 +149,14 @@ def close(drawn, exact, rtol=1e-5):
 
 
 def test_viewers_sit_in_the_lecture_sections(built):
-    _, _, made, _ = built
+    _, _, made = built
     assert set(made) <= set(FIGURE_ANCHORS)
     ids = [v.id for vs in made.values() for v in vs]
     assert len(ids) == len(set(ids)) == 4
 
 
 def test_step_viewer_points_are_the_fit_history(built):
-    _, _, made, _ = built
+    _, _, made = built
     v = by_id(made, "viewer-linear-steps")
     history = line_fit(gf.gd(S.linear_lr)).history
     assert len(v.frames) == len(history.params) <= viewers.MAX_POINTS  # short enough: every step
@@ -172,7 +169,7 @@ def test_step_viewer_points_are_the_fit_history(built):
 
 
 def test_gabor_step_viewer_thins_the_path_but_keeps_exact_steps(built):
-    _, problem, made, _ = built
+    _, problem, made = built
     v = by_id(made, f"viewer-gabor-steps-s{problem.s:g}")
     data = gf.gabor_data(S.seed, S.gabor_n, s=S.scales[0])
     result = gf.fit(gf.gabor(S.scales[0]), gf.normal(), data, gf.gd(S.gabor_lr[0]), init=list(S.sgd_gabor_start),
@@ -192,7 +189,7 @@ def test_gabor_step_viewer_thins_the_path_but_keeps_exact_steps(built):
 
 
 def test_rate_viewer_paths_are_gradient_descent_at_each_rate(built):
-    line, _, made, _ = built
+    line, _, made = built
     v = by_id(made, "viewer-linear-rates")
     design = np.column_stack([np.ones(S.linear_n), gf.linear_data(S.seed, S.linear_n).x.ravel()])
     limit = 2 / np.linalg.eigvalsh(2 * design.T @ design).max()  # gradient descent's stable limit on Σ(f − y)²
@@ -208,7 +205,7 @@ def test_rate_viewer_paths_are_gradient_descent_at_each_rate(built):
 
 
 def test_momentum_viewer_paths_are_momentum_at_each_beta(built):
-    _, _, made, _ = built
+    _, _, made = built
     v = by_id(made, "viewer-momentum-betas")
     assert v.positions == tuple(f"β = {b:g}" for b in S.hyper_betas)
     for frame, beta in zip(v.frames, S.hyper_betas, strict=True):
@@ -220,7 +217,7 @@ def test_momentum_viewer_paths_are_momentum_at_each_beta(built):
 
 
 def test_viewer_data_are_compact_json(built):
-    _, _, made, _ = built
+    _, _, made = built
     for v in (v for vs in made.values() for v in vs):
         text = rp.viewer_json(v)
         spec = json.loads(text)
@@ -244,7 +241,7 @@ def test_viewers_encode_as_the_static_figures_do(built):
     """Low loss dark (viridis, as matplotlib draws it) and each path in its optimiser's colour."""
     from gradfit import plots
 
-    _, _, made, _ = built
+    _, _, made = built
     for viewer in (v for vs in made.values() for v in vs):
         contour, path = viewer.traces[0], viewer.traces[1]
         assert contour["colorscale"] == "Viridis" and not contour.get("reversescale", False)

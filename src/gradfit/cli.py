@@ -22,6 +22,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from gradfit import defaults
+
 
 class _Commands(TyperGroup):
     """gradfit's commands, whose usage errors (an unknown option, a value of the wrong type,
@@ -99,17 +101,9 @@ def _separator(text):
     return "\t" if text in ("\\t", "tab") else text
 
 
-def _builtin_for(model: str, loss: str) -> str:
-    from gradfit.defaults import builtin_for
-
-    return builtin_for(model, loss)
-
-
 def _model_name(model, data, builtin, loss, design=False):
     """--model, or its default (`gradfit.defaults.model_for`)."""
-    from gradfit.defaults import model_for
-
-    return model_for(model, loss, has_file=data is not None, builtin=builtin, design=design)
+    return defaults.model_for(model, loss, has_file=data is not None, builtin=builtin, design=design)
 
 
 def _at_least(low, **values):
@@ -219,15 +213,13 @@ def fit(
         design = categorical is not None or offset is not None or on_cluster
         model = _model_name(model, data, builtin, loss, design)
         if optimizer is None:
-            from gradfit.defaults import optimizer_for
-
-            optimizer = optimizer_for(model, loss, formula=_is_formula(model), design=design, stream=stream)
+            optimizer = defaults.optimizer_for(model, loss, formula=_is_formula(model), design=design, stream=stream)
         if design and model != "linear":
             raise GradfitError(f"--categorical and --offset build the design of a regression model: they need "
                                f"--model linear, not --model {model}")
         if optimizer in ("lm", "newton"):
             _no_rate_options(ctx, optimizer, "lr", "schedule", "decay_factor", "decay_every", "warmup")
-        gabor_data = data is None and (builtin or _builtin_for(model, loss)) == "gabor"
+        gabor_data = data is None and (builtin or defaults.builtin_for(model, loss)) == "gabor"
         _for_its_model(ctx, model, scale="gabor" if not gabor_data else model, width="shallow")
         # A linear model with a count, binary or class likelihood is a regression model
         # (a GLM): fit it as one, so badly scaled columns still reach the optimum.
@@ -479,7 +471,7 @@ def _dataset(gf, path, x, y, builtin, model, loss, seed, scale, delimiter=None, 
         return gf.load(path, cols, y, delimiter=_separator(delimiter), exclude=exclude)
     if x is not None or y is not None:
         raise GradfitError("--x and --y name columns of a file: give the file with --data")
-    name = builtin or _builtin_for(model, loss)
+    name = builtin or defaults.builtin_for(model, loss)
     if name not in BUILTIN:
         raise unknown_name("built-in data set", name, BUILTIN)
     if name == "gabor":
@@ -1253,7 +1245,7 @@ def sweep(
         from gradfit.sweeps import sweep as run_sweep
 
         model = _model_name(model, data, builtin, loss)
-        gabor_data = data is None and (builtin or _builtin_for(model, loss)) == "gabor"
+        gabor_data = data is None and (builtin or defaults.builtin_for(model, loss)) == "gabor"
         _for_its_model(ctx, model, scale="gabor" if not gabor_data else model, width="shallow")
         if _is_formula(model) and x is None and data is not None:
             x = _formula_inputs(model, data, y, builtin, delimiter, [])

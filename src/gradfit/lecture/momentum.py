@@ -15,7 +15,7 @@ from .. import report as rp
 from ..fitting import fit
 from ..losses import normal
 from ..optimizers import gd, momentum, nesterov, sgd
-from .figure import Built, box_around, fmt_point, save_figure
+from .figure import Built, box_around, first_below, fmt_point, save_figure
 from .gabor import GaborProblem
 from .linear import LinearProblem, exact_point, paths_surface
 from .settings import Settings
@@ -54,11 +54,6 @@ def momentum_figure(s: Settings, p: LinearProblem, folder: Path) -> Built:
     return Built(("momentum",), section, {"fits": fits, "labels": labels})
 
 
-def _first_below(loss, level: float) -> int | None:
-    below = np.flatnonzero(np.asarray(loss) <= level)
-    return int(below[0]) if len(below) else None
-
-
 def momentum_gabor_figure(s: Settings, p: GaborProblem, folder: Path) -> Built:
     from matplotlib.lines import Line2D
 
@@ -72,7 +67,7 @@ def momentum_gabor_figure(s: Settings, p: GaborProblem, folder: Path) -> Built:
               f"Nesterov (α={p.lr:g}, β={s.beta:g})"]
     best = min(q.value for q in p.minima) if p.minima else float(np.min(p.surface.loss))
     level = best + 1e-3 * float(np.ptp(p.surface.loss))  # within 0.1% of the loss range of the global minimum
-    reached = [_first_below(r.history.loss, level) for r in fits]
+    reached = [first_below(r.history.loss, level) for r in fits]
     rises = [float(np.max(np.maximum(np.diff(r.history.loss), 0.0))) for r in fits]
     shown = np.vstack([r.history.params for r in fits] + [q.theta[None] for q in p.minima if q.value == best])
     surf = ls.surface(p.fn, ("phi0", "phi1"), box_around(shown, 0.1), resolution=s.resolution)
